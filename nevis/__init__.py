@@ -1,0 +1,1 @@
+"""nevis: a benchmark harness for never-ending visual learning and equilibrium models."""
