@@ -1,0 +1,3 @@
+from nevis.run import main
+
+main()

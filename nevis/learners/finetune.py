@@ -1,0 +1,124 @@
+"""Baseline learners: a shared backbone with one linear head per task.
+
+`independent` starts every task from a fresh initialisation; `finetune` carries the backbone
+of the previous task forward (the reference's "Previous" baseline). Both select the
+checkpoint with the lowest `dev` error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+from flax import nnx
+from ml_collections import ConfigDict
+
+from nevis import parallel
+from nevis.learners import training
+from nevis.learners.base import (
+    Learner,
+    LearnerState,
+    PredictContext,
+    Prediction,
+    PredictOutput,
+    ResourceUsage,
+    TrainContext,
+    TrainOutput,
+)
+from nevis.models import make_backbone
+from nevis.streams import PredictionEvent, TrainingEvent
+from nevis.tasks import TaskSpec
+
+STRATEGIES = ("independent", "finetune")
+
+
+class TaskModel(nnx.Module):
+    def __init__(self, backbone: nnx.Module, num_classes: int, *, rngs: nnx.Rngs):
+        self.backbone = backbone
+        self.head = nnx.Linear(backbone.num_features, num_classes, rngs=rngs)
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        return self.head(self.backbone(images))
+
+
+def _task_seed(config: ConfigDict, task: TaskSpec, occurrence: int) -> int:
+    """A seed per (task, occurrence) that does not depend on where the stream was resumed."""
+    digest = sum((i + 1) * ord(c) for i, c in enumerate(task.key))
+    return int(config.seed * 1_000_003 + digest * 101 + occurrence) % (2**31)
+
+
+def build_task_model(config: ConfigDict, task: TaskSpec, seed: int) -> TaskModel:
+    backbone = make_backbone(config.model.name, dict(config.model.kwargs), seed)
+    return TaskModel(backbone, task.num_classes, rngs=nnx.Rngs(seed + 1))
+
+
+def make_learner(config: ConfigDict) -> Learner:
+    if config.strategy not in STRATEGIES:
+        raise ValueError(
+            f"Unknown strategy {config.strategy!r}; valid choices: {', '.join(STRATEGIES)}."
+        )
+    training.validate_config(config)
+
+    def init() -> LearnerState:
+        # `models` holds each task's parameters as trained; `backbone` is the latest one.
+        return {"backbone": {}, "models": {}, "trained": {}}
+
+    def _model(state: LearnerState, task: TaskSpec, seed: int) -> tuple[Any, Any]:
+        model = build_task_model(config, task, seed)
+        graphdef, params = nnx.split(model, nnx.Param)
+        if config.strategy == "finetune" and state["backbone"]:
+            nnx.replace_by_pure_dict(params["backbone"], state["backbone"])
+        return graphdef, params
+
+    def train(event: TrainingEvent, state: LearnerState, ctx: TrainContext) -> TrainOutput:
+        task = event.task
+        occurrence = int(state["trained"].get(task.key, 0))
+        seed = _task_seed(config, task, occurrence)
+        graphdef, params = _model(state, task, seed)
+
+        def logits_fn(params, images):
+            return nnx.merge(graphdef, params)(images)
+
+        def loss_fn(params, batch, rng):
+            del rng  # deterministic model
+            logits = logits_fn(params, batch["image"])
+            loss = training.classification_loss(logits, batch, task.kind, config.label_smoothing)
+            return loss, {}
+
+        best, resources, info = training.train_task(
+            task=task, params=params, loss_fn=loss_fn, logits_fn=logits_fn, config=config,
+            ctx=ctx, seed=seed,
+        )
+        pure = nnx.to_pure_dict(best)
+        new_state = {
+            "backbone": pure["backbone"],
+            "models": {**state["models"], task.key: pure},
+            "trained": {**state["trained"], task.key: np.int64(occurrence + 1)},
+        }
+        return TrainOutput(new_state, resources, info)
+
+    def predict(event: PredictionEvent, state: LearnerState, ctx: PredictContext) -> PredictOutput:
+        task = event.task
+        if task.key not in state["models"]:
+            raise ValueError(f"Task {task.key!r} is predicted before it was trained.")
+        graphdef, params = _model({"backbone": {}}, task, 0)
+        nnx.replace_by_pure_dict(params, state["models"][task.key])
+        if config.strategy == "finetune":
+            # One shared backbone: old heads are read through the latest backbone, which is
+            # where forgetting comes from.
+            nnx.replace_by_pure_dict(params["backbone"], state["backbone"])
+        params = parallel.replicate(params, ctx.mesh)
+        evaluator = training.Evaluator(lambda p, x: nnx.merge(graphdef, p)(x), ctx.mesh)
+        batch_size = parallel.round_batch_size(config.eval_batch_size, ctx.mesh)
+        num_batches = -(-ctx.num_examples // batch_size)
+        flops = evaluator.cost(params, batch_size, config.image_size) * num_batches
+
+        def predictions():
+            for batch in ctx.batches(batch_size, config.image_size):
+                logits = evaluator(params, batch)
+                yield Prediction(logits=logits)
+
+        return PredictOutput(predictions(), ResourceUsage(inference_flops=flops))
+
+    return Learner(name=config.name, init=init, train=train, predict=predict)

@@ -1,0 +1,262 @@
+"""The per-task training loop shared by every gradient-trained learner.
+
+A learner supplies its parameters and two pure functions: `loss_fn(params, batch, rng)` and
+`logits_fn(params, images)`. This module does the rest: data-parallel steps, validation on
+`dev` with best-on-dev selection, mid-task checkpoints, FLOP accounting and a progress bar.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+from ml_collections import ConfigDict
+from tqdm.auto import tqdm
+
+from nevis import metrics, parallel
+from nevis.data import loader
+from nevis.data.augment import Augment
+from nevis.learners.base import ResourceUsage, SplitSource, TrainContext
+from nevis.learners.optim import make_optimizer
+from nevis.tasks import TaskKind, TaskSpec
+
+LossFn = Callable[[Any, dict[str, jax.Array], jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+LogitsFn = Callable[[Any, jax.Array], jax.Array]
+
+
+def classification_loss(
+    logits: jax.Array, batch: dict[str, jax.Array], kind: TaskKind, label_smoothing: float
+) -> jax.Array:
+    """Mean over unmasked rows of softmax or per-class sigmoid cross-entropy."""
+    if kind == TaskKind.SINGLE_LABEL:
+        targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], logits.shape[-1]),
+                                      label_smoothing)
+        per_example = optax.softmax_cross_entropy(logits, targets)
+    else:
+        targets = batch["labels"] * (1 - label_smoothing) + 0.5 * label_smoothing
+        per_example = optax.sigmoid_binary_cross_entropy(logits, targets).mean(-1)
+    mask = batch["mask"].astype(per_example.dtype)
+    return (per_example * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+
+
+def count_parameters(params: Any) -> tuple[int, int]:
+    leaves = jax.tree.leaves(params)
+    return sum(int(x.size) for x in leaves), sum(int(x.size * x.dtype.itemsize) for x in leaves)
+
+
+def lowered_flops(lowered: jax.stages.Lowered) -> float:
+    """Global FLOPs of one call, from the HLO before SPMD partitioning (device-count free)."""
+    cost = lowered.cost_analysis()
+    return float(cost.get("flops", 0.0)) if cost else 0.0
+
+
+def num_train_steps(config: ConfigDict, num_examples: int) -> int:
+    steps = math.ceil(config.epochs * num_examples / config.batch_size)
+    return int(min(max(steps, config.min_steps), config.max_steps))
+
+
+_FLIP = {"auto": None, "true": True, "yes": True, "false": False, "no": False}
+
+
+def augment_from_config(config: ConfigDict) -> Augment | None:
+    """{enabled, crop_padding, flip: auto|true|false} → the loader's augmentation."""
+    if not config.enabled:
+        return None
+    flip = str(config.flip).lower()
+    if flip not in _FLIP:
+        raise ValueError(f"augment.flip={config.flip!r}; valid choices: auto, true, false.")
+    return Augment(crop_padding=config.crop_padding, flip=_FLIP[flip])
+
+
+def validate_config(config: ConfigDict) -> None:
+    """Fails on bad names or values now, before any work, rather than at the first task."""
+    from nevis.models import BACKBONES
+
+    if config.model.name not in BACKBONES:
+        raise ValueError(
+            f"Unknown model {config.model.name!r}; valid choices: {', '.join(BACKBONES)}."
+        )
+    make_optimizer(config.optimizer, 10)
+    augment_from_config(config.augment)
+    for key in ("batch_size", "eval_batch_size", "image_size", "max_steps", "eval_every",
+                "log_every"):
+        if config[key] < 1:
+            raise ValueError(f"learner.{key}={config[key]} must be a positive integer.")
+    if config.min_steps > config.max_steps:
+        raise ValueError(f"learner.min_steps={config.min_steps} exceeds max_steps.")
+
+
+def batch_iterator(
+    source: SplitSource, config: ConfigDict, mesh: Mesh, *, train: bool, start_batch: int = 0,
+    process_index: int = 0, process_count: int = 1, seed: int = 0,
+) -> Iterator[dict[str, np.ndarray]]:
+    batch_size = config.batch_size if train else parallel.round_batch_size(
+        config.eval_batch_size, mesh
+    )
+    return loader.batches(
+        source,
+        batch_size=batch_size,
+        image_size=config.image_size,
+        shuffle=train,
+        seed=seed,
+        augment=augment_from_config(config.augment) if train else None,
+        repeat=train,
+        start_batch=start_batch,
+        process_index=process_index,
+        process_count=process_count,
+    )
+
+
+@dataclasses.dataclass
+class Evaluator:
+    """Jitted, sharded logits over padded batches; counts its FLOPs."""
+
+    logits_fn: LogitsFn
+    mesh: Mesh
+    batches_run: int = 0
+
+    def __post_init__(self):
+        self._jitted = jax.jit(self.logits_fn)
+
+    def __call__(self, params: Any, batch: dict[str, np.ndarray]) -> np.ndarray:
+        images = parallel.shard_batch({"image": batch["image"]}, self.mesh)["image"]
+        self.batches_run += 1
+        return parallel.to_host(self._jitted(params, images))
+
+    def cost(self, params: Any, batch_size: int, image_size: int) -> float:
+        """FLOPs of one batch, from shapes alone."""
+        images = jax.ShapeDtypeStruct((batch_size, image_size, image_size, 3), jnp.float32)
+        return lowered_flops(self._jitted.lower(params, images))
+
+
+
+def evaluate_error(
+    evaluator: Evaluator, params: Any, source: SplitSource, config: ConfigDict, ctx: TrainContext
+) -> float:
+    """Error (1 - top-1, or 1 - mAP) of `params` on a whole split, padding excluded."""
+    spec = source.spec
+    state = metrics.init(spec.kind, spec.num_classes)
+    for batch in batch_iterator(source, config, ctx.mesh, train=False,
+                                process_index=ctx.process_index, process_count=ctx.process_count):
+        logits = evaluator(params, batch)
+        full = parallel.gather_rows({k: v for k, v in batch.items() if k != "image"})
+        labels = full["label"] if spec.kind == TaskKind.SINGLE_LABEL else full["labels"]
+        state = metrics.update(state, labels, logits, full["mask"], full["index"])
+    return metrics.result(state)["error"]
+
+
+def train_task(
+    *,
+    task: TaskSpec,
+    params: Any,
+    loss_fn: LossFn,
+    logits_fn: LogitsFn,
+    config: ConfigDict,
+    ctx: TrainContext,
+    seed: int,
+) -> tuple[Any, ResourceUsage, dict[str, Any]]:
+    """Trains `params` on the task's train split; returns the best-on-dev parameters."""
+    mesh = ctx.mesh
+    if config.batch_size % mesh.size:
+        raise ValueError(
+            f"batch_size={config.batch_size} is not divisible by the {mesh.size} devices in use;"
+            f" set --config.learner.batch_size to a multiple of {mesh.size} or --num_devices."
+        )
+    train_source, dev_source = ctx.data(task, "train"), ctx.data(task, "dev")
+    num_steps = num_train_steps(config, len(train_source))
+    tx = make_optimizer(config.optimizer, num_steps)
+    start = {
+        "step": np.int64(0),
+        "params": params,
+        "opt_state": tx.init(params),
+        "best_params": params,
+        "best_dev_error": np.float64(np.inf),
+        "best_step": np.int64(0),
+        "evaluations": np.int64(0),
+    }
+    state = ctx.restore_checkpoint(start) or start
+    step0 = int(state["step"])
+    carry = parallel.replicate((state["params"], state["opt_state"]), mesh)
+    best = parallel.replicate(state["best_params"], mesh)
+    best_error, best_step = float(state["best_dev_error"]), int(state["best_step"])
+    evaluations = int(state["evaluations"])
+
+    def step_fn(carry, batch, step):
+        params, opt_state = carry
+        rng = jax.random.fold_in(jax.random.key(seed), step)
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, rng)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, opt_state), {"loss": loss, **aux}
+
+    jitted = jax.jit(step_fn, donate_argnums=0)
+    evaluator = Evaluator(logits_fn, mesh)
+    batches = batch_iterator(train_source, config, mesh, train=True, start_batch=step0,
+                             process_index=ctx.process_index, process_count=ctx.process_count,
+                             seed=seed)
+    train_flops_per_step = 0.0
+    info: dict[str, Any] = {"num_steps": num_steps}
+    aux_sums: dict[str, float] = {}
+    bar = tqdm(total=num_steps, initial=step0, desc=f"train {task.key}", unit="step",
+               disable=not ctx.show_progress or ctx.process_index != 0, leave=False)
+    t0 = time.perf_counter()
+    try:
+        for step in range(step0, num_steps):
+            batch = parallel.shard_batch(next(batches), mesh)
+            if not train_flops_per_step:
+                train_flops_per_step = lowered_flops(jitted.lower(carry, batch, step))
+            carry, out = jitted(carry, batch, step)
+            bar.update(1)
+            done = step + 1
+            if done % config.log_every == 0 or done == num_steps:
+                out = jax.device_get(out)
+                if not np.isfinite(out["loss"]):
+                    info["diverged_at_step"] = done
+                    break
+                for k, v in out.items():
+                    aux_sums[k] = float(v)
+                bar.set_postfix(loss=f"{float(out['loss']):.3f}")
+            if done % config.eval_every == 0 or done == num_steps:
+                error = evaluate_error(evaluator, carry[0], dev_source, config, ctx)
+                evaluations += 1
+                if error < best_error:
+                    best_error, best_step = error, done
+                    best = jax.tree.map(jnp.copy, carry[0])
+                bar.set_postfix(loss=f"{aux_sums.get('loss', math.nan):.3f}",
+                                dev_error=f"{error:.3f}")
+            if done % ctx.checkpoint_every == 0 and done < num_steps:
+                ctx.save_checkpoint({
+                    "step": np.int64(done), "params": carry[0], "opt_state": carry[1],
+                    "best_params": best, "best_dev_error": np.float64(best_error),
+                    "best_step": np.int64(best_step), "evaluations": np.int64(evaluations),
+                })
+    finally:
+        bar.close()
+        if hasattr(batches, "close"):
+            batches.close()
+    steps_run = info.get("diverged_at_step") or num_steps  # counted from 0, resumed or not
+    eval_batch = parallel.round_batch_size(config.eval_batch_size, mesh)
+    dev_batches = -(-len(dev_source) // eval_batch)
+    eval_flops = evaluator.cost(best, eval_batch, config.image_size) * dev_batches * evaluations
+    if not math.isfinite(best_error):  # diverged before any validation: keep the start
+        best = parallel.replicate(state["params"], mesh)
+    count, nbytes = count_parameters(best)
+    info.update(best_dev_error=best_error if math.isfinite(best_error) else None,
+                best_step=best_step, train_seconds=time.perf_counter() - t0,
+                **{f"final_{k}": v for k, v in aux_sums.items()})
+    resources = ResourceUsage(
+        train_flops=train_flops_per_step * steps_run,
+        validation_flops=eval_flops,
+        train_steps=steps_run,
+        peak_parameter_count=count,
+        peak_parameter_bytes=nbytes,
+    )
+    return jax.device_get(best), resources, info

@@ -1,0 +1,191 @@
+"""Per-event and stream-level metrics, as pure functions over plain numpy state.
+
+The contract every learner's predictions follow: logits, never probabilities. Single-label
+logits are [B, C] (softmax cross-entropy); multi-label logits are [B, C] of independent
+Bernoulli logits (sigmoid). Metrics know no learner: they see labels, logits and a mask.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+from scipy.special import log_softmax
+
+from nevis.tasks import TaskKind
+
+State = dict[str, Any]
+
+
+def init(kind: TaskKind, num_classes: int) -> State:
+    return {
+        "kind": TaskKind(kind).value,
+        "num_classes": int(num_classes),
+        "index": [],
+        "logits": [],
+        "labels": [],
+    }
+
+
+def update(
+    state: State, labels: np.ndarray, logits: np.ndarray, mask: np.ndarray, index: np.ndarray
+) -> State:
+    """Adds one batch; rows whose mask is False are padding and are ignored."""
+    logits = np.asarray(logits, dtype=np.float32)
+    mask = np.asarray(mask, dtype=bool)
+    expected = (mask.shape[0], state["num_classes"])
+    if logits.shape != expected:
+        raise ValueError(
+            f"Predictions have shape {logits.shape}, expected {expected} (batch, classes)."
+        )
+    if not np.all(np.isfinite(logits[mask])):
+        raise FloatingPointError("Predictions contain NaN or infinite logits.")
+    return {
+        **state,
+        "index": state["index"] + [np.asarray(index)[mask]],
+        "logits": state["logits"] + [logits[mask]],
+        "labels": state["labels"] + [np.asarray(labels)[mask]],
+    }
+
+
+def _concat(parts: list[np.ndarray], empty_shape: tuple[int, ...], dtype) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(empty_shape, dtype)
+
+
+def per_example(state: State) -> dict[str, np.ndarray]:
+    """Per-example outcomes, for analyses that relate them to other per-example scores."""
+    c = state["num_classes"]
+    index = _concat(state["index"], (0,), np.int64)
+    logits = _concat(state["logits"], (0, c), np.float32)
+    if state["kind"] == TaskKind.SINGLE_LABEL:
+        labels = _concat(state["labels"], (0,), np.int64)
+        predicted = logits.argmax(-1) if len(logits) else np.zeros((0,), np.int64)
+        correct = label_rank(logits, labels) == 0 if len(logits) else np.zeros((0,), bool)
+        return {"index": index, "label": labels, "predicted": predicted, "correct": correct}
+    labels = _concat(state["labels"], (0, c), np.float32)
+    return {"index": index, "labels": labels, "scores": 1 / (1 + np.exp(-logits))}
+
+
+def result(state: State) -> dict[str, float]:
+    """Scalar metrics of one event. `error` is 1 - top-1 accuracy or 1 - mean AP."""
+    c = state["num_classes"]
+    logits = _concat(state["logits"], (0, c), np.float32)
+    n = len(logits)
+    if n == 0:
+        raise ValueError("No examples were predicted for this event.")
+    if state["kind"] == TaskKind.SINGLE_LABEL:
+        labels = _concat(state["labels"], (0,), np.int64)
+        return single_label(logits, labels)
+    labels = _concat(state["labels"], (0, c), np.float32)
+    return multi_label(logits, labels)
+
+
+def label_rank(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    label_logit = logits[np.arange(len(labels)), labels][:, None]
+    return (logits >= label_logit).sum(-1) - 1
+
+
+def single_label(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    n, c = logits.shape
+    log_probs = log_softmax(logits.astype(np.float64), axis=-1)
+    cross_entropy = -log_probs[np.arange(n), labels].mean()
+    # Ties count against the label (a constant predictor must not score 100%): rank = number
+    # of *other* classes scoring at least as high as the label.
+    rank = label_rank(logits, labels)
+    top1 = float((rank < 1).mean())
+    top5 = float((rank < min(5, c)).mean())
+    return {
+        "num_examples": n,
+        "top_one_accuracy": top1,
+        "top_five_accuracy": top5,
+        "top_one_correct": int((rank < 1).sum()),
+        "cross_entropy": float(cross_entropy),
+        "error": 1.0 - top1,
+    }
+
+
+def average_precision(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Non-interpolated AP (as scikit-learn): mean precision at each positive's rank.
+
+    Tied scores are ranked together, so the result does not depend on input order.
+    """
+    positives = positives.astype(bool)
+    if not positives.any():
+        return math.nan
+    order = np.argsort(-scores, kind="stable")
+    s, p = scores[order], positives[order]
+    tp = np.cumsum(p)
+    # Evaluate precision only at the last position of each run of tied scores.
+    last = np.r_[s[1:] != s[:-1], True]
+    tp_at, seen_at = tp[last], (np.arange(len(s)) + 1)[last]
+    precision = tp_at / seen_at
+    recall_step = np.diff(np.r_[0, tp_at]) / tp[-1]
+    return float((precision * recall_step).sum())
+
+
+def multi_label(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Macro mean AP over classes that have at least one positive example."""
+    aps = [average_precision(logits[:, k], labels[:, k]) for k in range(labels.shape[1])]
+    valid = [a for a in aps if not math.isnan(a)]
+    if not valid:
+        raise ValueError("No class has a positive example; mean average precision is undefined.")
+    mean_ap = float(np.mean(valid))
+    return {
+        "num_examples": len(logits),
+        "mean_average_precision": mean_ap,
+        "classes_scored": len(valid),
+        "error": 1.0 - mean_ap,
+    }
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    values = list(values)
+    return float(np.mean(values)) if values else None
+
+
+def stream_summary(records: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Stream-level scores from the per-event records, grouped by prediction split.
+
+    The headline `stream_error` is the uniform mean of per-event errors (repeats count once
+    per occurrence, as in the reference); `unique_task_error` counts each dataset once, at its
+    latest training. Forgetting compares the final re-evaluation with the score right after the
+    task's (last) training.
+    """
+    summary: dict[str, Any] = {}
+    predictions = [r for r in records if r["event"] == "predict"]
+    for split in sorted({r["split"] for r in predictions}):
+        during = [r for r in predictions if r["split"] == split and not r["final"]]
+        final = [r for r in predictions if r["split"] == split and r["final"]]
+        single = [r for r in during if r["kind"] == TaskKind.SINGLE_LABEL]
+        multi = [r for r in during if r["kind"] == TaskKind.MULTI_LABEL]
+        latest = {r["task"]: r for r in during}
+        out: dict[str, Any] = {
+            "num_events": len(during),
+            "stream_error": _mean(r["metrics"]["error"] for r in during),
+            "unique_task_error": _mean(r["metrics"]["error"] for r in latest.values()),
+            "average_single_label_accuracy": _mean(
+                r["metrics"]["top_one_accuracy"] for r in single
+            ),
+            "pooled_single_label_accuracy": (
+                sum(r["metrics"]["top_one_correct"] for r in single)
+                / sum(r["metrics"]["num_examples"] for r in single)
+                if single
+                else None
+            ),
+            "average_multi_label_mean_average_precision": _mean(
+                r["metrics"]["mean_average_precision"] for r in multi
+            ),
+        }
+        if final:
+            forgetting = {
+                r["task"]: r["metrics"]["error"] - latest[r["task"]]["metrics"]["error"]
+                for r in final
+                if r["task"] in latest
+            }
+            out["final_stream_error"] = _mean(r["metrics"]["error"] for r in final)
+            out["average_forgetting"] = _mean(forgetting.values())
+            out["forgetting"] = forgetting
+        summary[split] = out
+    return summary
