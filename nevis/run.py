@@ -81,6 +81,15 @@ def _check_override_keys(argv: list[str], config: ConfigDict) -> None:
             walked.append(part)
 
 
+def _enable_compilation_cache() -> None:
+    """Persists compiled steps across runs (on CPU a train step takes seconds to compile)."""
+    import jax
+
+    cache = os.environ.get("NEVIS_CACHE_DIR", "~/.nevis/cache")
+    jax.config.update("jax_compilation_cache_dir", str(Path(cache).expanduser() / "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def _fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
@@ -95,6 +104,7 @@ def _main(argv: list[str]) -> None:
         _fail(f"unexpected arguments: {' '.join(argv[1:])}")
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
     log.setLevel(logging.INFO)
+    _enable_compilation_cache()
     # Heavy imports after flag parsing: errors above are instant.
     from nevis import environment, parallel, results
     from nevis.data.storage import DatasetError, default_data_dir

@@ -26,7 +26,7 @@ from nevis.learners.base import (
     TrainContext,
     TrainOutput,
 )
-from nevis.models import make_backbone
+from nevis.models import init_params, make_backbone
 from nevis.streams import PredictionEvent, TrainingEvent
 from nevis.tasks import TaskSpec
 
@@ -53,6 +53,10 @@ def build_task_model(config: ConfigDict, task: TaskSpec, seed: int) -> TaskModel
     return TaskModel(backbone, task.num_classes, rngs=nnx.Rngs(seed + 1))
 
 
+def init_task_model(config: ConfigDict, task: TaskSpec, seed: int) -> tuple[Any, Any]:
+    return init_params(lambda: build_task_model(config, task, seed))
+
+
 def make_learner(config: ConfigDict) -> Learner:
     if config.strategy not in STRATEGIES:
         raise ValueError(
@@ -65,8 +69,7 @@ def make_learner(config: ConfigDict) -> Learner:
         return {"backbone": {}, "models": {}, "trained": {}}
 
     def _model(state: LearnerState, task: TaskSpec, seed: int) -> tuple[Any, Any]:
-        model = build_task_model(config, task, seed)
-        graphdef, params = nnx.split(model, nnx.Param)
+        graphdef, params = init_task_model(config, task, seed)
         if config.strategy == "finetune" and state["backbone"]:
             nnx.replace_by_pure_dict(params["backbone"], state["backbone"])
         return graphdef, params
@@ -102,7 +105,8 @@ def make_learner(config: ConfigDict) -> Learner:
         task = event.task
         if task.key not in state["models"]:
             raise ValueError(f"Task {task.key!r} is predicted before it was trained.")
-        graphdef, params = _model({"backbone": {}}, task, 0)
+        abstract = nnx.eval_shape(lambda: build_task_model(config, task, 0))
+        graphdef, params = nnx.split(abstract, nnx.Param)
         nnx.replace_by_pure_dict(params, state["models"][task.key])
         if config.strategy == "finetune":
             # One shared backbone: old heads are read through the latest backbone, which is

@@ -153,6 +153,9 @@ def evaluate_error(
     return metrics.result(state)["error"]
 
 
+_copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
+
+
 def train_task(
     *,
     task: TaskSpec,
@@ -176,7 +179,7 @@ def train_task(
     start = {
         "step": np.int64(0),
         "params": params,
-        "opt_state": tx.init(params),
+        "opt_state": jax.jit(tx.init)(params),
         "best_params": params,
         "best_dev_error": np.float64(np.inf),
         "best_step": np.int64(0),
@@ -185,7 +188,7 @@ def train_task(
     state = ctx.restore_checkpoint(start) or start
     step0 = int(state["step"])
     carry = parallel.replicate((state["params"], state["opt_state"]), mesh)
-    best = parallel.replicate(state["best_params"], mesh)
+    best = _copy(parallel.replicate(state["best_params"], mesh))  # never aliases `carry`
     best_error, best_step = float(state["best_dev_error"]), int(state["best_step"])
     evaluations = int(state["evaluations"])
 
@@ -229,7 +232,7 @@ def train_task(
                 evaluations += 1
                 if error < best_error:
                     best_error, best_step = error, done
-                    best = jax.tree.map(jnp.copy, carry[0])
+                    best = _copy(carry[0])  # the step donates its input buffers
                 bar.set_postfix(loss=f"{aux_sums.get('loss', math.nan):.3f}",
                                 dev_error=f"{error:.3f}")
             if done % ctx.checkpoint_every == 0 and done < num_steps:
@@ -246,8 +249,7 @@ def train_task(
     eval_batch = parallel.round_batch_size(config.eval_batch_size, mesh)
     dev_batches = -(-len(dev_source) // eval_batch)
     eval_flops = evaluator.cost(best, eval_batch, config.image_size) * dev_batches * evaluations
-    if not math.isfinite(best_error):  # diverged before any validation: keep the start
-        best = parallel.replicate(state["params"], mesh)
+    # Diverged before any validation: `best` is still the starting point.
     count, nbytes = count_parameters(best)
     info.update(best_dev_error=best_error if math.isfinite(best_error) else None,
                 best_step=best_step, train_seconds=time.perf_counter() - t0,
