@@ -28,11 +28,9 @@ class DataAccess:
         """
         missing = []
         for task in stream.unique_tasks():
-            if storage.is_prepared(task.key, self.data_dir):
-                continue
-            if task.source == "embedded":
+            if task.source == "embedded":  # built (or rebuilt at a new version) on first use
                 embedded.prepare_embedded(task, self.data_dir, progress=self.show_progress)
-            else:
+            elif not storage.is_prepared(task.key, self.data_dir):
                 missing.append(task)
         if missing:
             lines = [f"  {t.key:28s} {t.name} ({t.year}, source: {t.source})" for t in missing]
@@ -49,7 +47,10 @@ class DataAccess:
     def open(self, task: TaskSpec, split: str) -> SplitSource:
         key = (task.key, split)
         if key not in self._open:
-            self._open[key] = storage.open_split(task, split, self.data_dir)
+            version = (
+                embedded.embedded_dataset(task.key).version if task.source == "embedded" else None
+            )
+            self._open[key] = storage.open_split(task, split, self.data_dir, version=version)
         return self._open[key]
 
 

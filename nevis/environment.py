@@ -149,7 +149,7 @@ class _Loop:
             values = np.concatenate(parts)
             per_example[name] = values
             finite = values[np.isfinite(values)]
-            record["metrics"][f"mean_{name}"] = float(finite.mean()) if finite.size else None
+            record["metrics"][f"scores/{name}"] = float(finite.mean()) if finite.size else None
         for name, state_ in extras.items():
             if task.kind == TaskKind.SINGLE_LABEL:
                 per_example[f"{name}/correct"] = metrics.per_example(state_)["correct"]
@@ -233,16 +233,16 @@ def build_summary(stream: Stream, records, resources: ResourceUsage, num_events:
         },
         "timing": {"seconds": sum(r["seconds"] for r in records)},
     }
-    # Per-example diagnostics a learner reports (e.g. path independence): stream means and
-    # their correlation with per-event accuracy, on the events scored during the stream.
+    # Per-example scores a learner reports (e.g. path independence), averaged per event as
+    # `scores/<name>`: their stream mean and correlation with per-event accuracy.
     during = [r for r in predictions if not r["final"]]
-    for name in sorted({k for r in during for k in r["metrics"] if k.startswith("mean_")}):
+    for name in sorted({k for r in during for k in r["metrics"] if k.startswith("scores/")}):
         pairs = [(r["metrics"][name], 1 - r["metrics"]["error"]) for r in during
                  if r["metrics"].get(name) is not None]
         entry: dict[str, Any] = {"mean": float(np.mean([p[0] for p in pairs])) if pairs else None}
         if len(pairs) >= 3 and np.std([p[0] for p in pairs]) > 0:
             entry["pearson_with_accuracy"] = float(np.corrcoef(np.array(pairs).T)[0, 1])
-        summary.setdefault("diagnostics", {})[name.removeprefix("mean_")] = entry
+        summary.setdefault("diagnostics", {})[name.removeprefix("scores/")] = entry
     return summary
 
 

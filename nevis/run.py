@@ -67,10 +67,14 @@ def base_config(learner: str, stream: str) -> ConfigDict:
 
 def _check_override_keys(argv: list[str], config: ConfigDict) -> None:
     """Names the unknown key and the valid ones (absl would print a traceback)."""
+    seen = set()
     for arg in argv[1:]:
         if not arg.startswith("--config."):
             continue
         path = arg.removeprefix("--config.").split("=", 1)[0].split(".")
+        if tuple(path) in seen:  # absl would silently concatenate repeated tuple values
+            _fail(f"--config.{'.'.join(path)} is given more than once; give it once.")
+        seen.add(tuple(path))
         node, walked = config, []
         for part in path:
             if not isinstance(node, ConfigDict) or part not in node:
@@ -132,6 +136,13 @@ def _main(argv: list[str]) -> None:
         mesh = parallel.make_mesh(FLAGS.num_devices)
     except ValueError as e:
         _fail(str(e))
+    batch_size = config.learner.get("batch_size", mesh.size)
+    if batch_size % mesh.size:
+        _fail(
+            f"learner.batch_size={batch_size} is not divisible by the {mesh.size} devices in "
+            f"use; set --config.learner.batch_size to a multiple of {mesh.size} or pick "
+            "--num_devices."
+        )
 
     output_dir = Path(os.environ.get("NEVIS_OUTPUT_DIR", "runs"))
     workdir = Path(FLAGS.workdir or output_dir / f"{config.learner.name}-{stream.name}")
@@ -173,7 +184,10 @@ def _main(argv: list[str]) -> None:
     except (MissingDataError, DatasetError) as e:
         _fail(f"{e}\nResults of completed events are kept in {workdir}.")
     del summary
-    print(results.format_run(workdir))
+    import jax
+
+    if jax.process_index() == 0:
+        print(results.format_run(workdir))
 
 
 def main() -> None:
@@ -190,10 +204,11 @@ def main() -> None:
     _check_override_keys(argv, config)
     try:
         config_flags.DEFINE_config_dict("config", config, lock_config=True)
-        FLAGS(argv)  # parse now, so a bad flag or override is one line, not a traceback
+        remaining = FLAGS(argv)  # parse now: a bad flag or override is one line, no traceback
     except (flags.Error, TypeError, ValueError) as e:
         _fail(f"{e}; see --helpfull for flags.")
-    app.run(_main, argv=argv)
+    # Parsing twice would append tuple-valued overrides to themselves (ml_collections).
+    app.run(_main, argv=argv, flags_parser=lambda _: remaining)
 
 
 if __name__ == "__main__":

@@ -27,11 +27,7 @@ TINY_OVERRIDES = (
     "--config.learner.max_steps=40",
     "--config.learner.eval_every=20",
     "--config.learner.log_every=10",
-    "--config.learner.model.kwargs.widths=(8,16)",
-    "--config.learner.model.kwargs.blocks=(1,1)",
-    "--config.learner.model.kwargs.stem_stride=1",
     "--config.learner.optimizer.warmup_steps=5",
-    "--config.learner.optimizer.learning_rate=0.01",
 )
 
 
@@ -58,10 +54,12 @@ def run_cli(*args: str, env: dict | None = None, check: bool = True, **kwargs):
 
 
 def tiny_run_args(workdir: Path, data_dir: Path, *extra: str) -> list[str]:
-    return [
+    """The tiny run's flags; a flag in `extra` replaces the default of the same name."""
+    args = [
         f"--workdir={workdir}", f"--data_dir={data_dir}", "--noprogress",
         f"--config.stream.tasks={','.join(TINY_TASKS)}", *TINY_OVERRIDES, *extra,
     ]
+    return list({a.split("=", 1)[0]: a for a in args}.values())
 
 
 def comparable_summary(workdir: Path) -> dict:

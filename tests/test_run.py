@@ -34,7 +34,9 @@ def test_end_to_end_results(reference_run):
     assert [r["event"] for r in records[:2]] == ["train", "predict"]
     digits = next(r for r in records if r["task"] == "uci_digits" and r["event"] == "predict")
     assert digits["metrics"]["error"] < 0.75  # chance is 0.9; 40 steps of a tiny net
-    shapes = next(r for r in records if r["task"] == "shapes_multilabel" and r["event"] == "predict")
+    shapes = next(
+        r for r in records if r["task"] == "shapes_multilabel" and r["event"] == "predict"
+    )
     assert "mean_average_precision" in shapes["metrics"]
     res = summary["resources"]
     assert res["train_flops"] > 0 and res["validation_flops"] > 0 and res["inference_flops"] > 0
@@ -83,6 +85,7 @@ def test_bad_flags_fail_fast(tmp_path):
         ("--config.learner.optimizer.name=nope",): "valid choices: sgd, adamw",
         ("--config.learner.nope=1",): "learner has augment, batch_size",
         ("--config.learner.batch_size=abc",): "batch_size=abc",
+        ("--config.learner.seed=1", "--config.learner.seed=2"): "given more than once",
         ("--config.stream.prediction_splits=('train',)",): "valid choices: dev, dev_test, test",
     }
     for args, message in cases.items():

@@ -99,6 +99,7 @@ _DATASETS = (
         lambda: procedural.multilabel_shapes(3000, seed=2),
         "Procedural 32x32 RGB with 1-3 of 8 object types; multi-hot targets, 3,000 images.",
         procedural.OBJECTS,
+        version="1.1.0",  # 1.1: larger, higher-contrast objects (1.0 was barely learnable)
     ),
 )
 

@@ -55,10 +55,11 @@ def _draw_object(draw: ImageDraw.ImageDraw, kind: str, cx, cy, r, angle, fill) -
         draw.polygon(_polygon(kind, cx, cy, r, angle), fill=fill)
 
 
-def _background(rng: np.random.Generator) -> Image.Image:
+def _background(rng: np.random.Generator, values: tuple[float, float] = (0.15, 0.7)) -> Image.Image:
     """Low-saturation colour gradient: clutter that carries no label information."""
     size = SIZE * _SCALE
-    top = np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0, 0.3), rng.uniform(0.15, 0.7)))
+    hsv = rng.random(), rng.uniform(0, 0.3), rng.uniform(*values)
+    top = np.array(colorsys.hsv_to_rgb(*hsv))
     bottom = np.clip(top + rng.normal(0, 0.15, 3), 0, 1)
     ramp = np.linspace(0, 1, size)[:, None, None]
     if rng.random() < 0.5:
@@ -73,9 +74,11 @@ def _finish(image: Image.Image, rng: np.random.Generator, noise: float) -> np.nd
     return np.clip(np.rint(small), 0, 255).astype(np.uint8)
 
 
-def _colour(rng: np.random.Generator, hue: float | None = None) -> tuple[int, int, int]:
+def _colour(
+    rng: np.random.Generator, hue: float | None = None, darkest: float = 0.55
+) -> tuple[int, int, int]:
     hue = rng.random() if hue is None else (hue + rng.uniform(-0.07, 0.07)) % 1.0
-    rgb = colorsys.hsv_to_rgb(hue, rng.uniform(0.55, 1.0), rng.uniform(0.55, 1.0))
+    rgb = colorsys.hsv_to_rgb(hue, rng.uniform(0.55, 1.0), rng.uniform(darkest, 1.0))
     return tuple(int(round(c * 255)) for c in rgb)
 
 
@@ -107,7 +110,7 @@ def multilabel_shapes(n: int, seed: int) -> tuple[list[np.ndarray], list[list[in
     limit = SIZE * _SCALE
     for _ in range(n):
         kinds = rng.choice(len(OBJECTS), size=int(rng.integers(1, 4)), replace=False)
-        image = _background(rng)
+        image = _background(rng, values=(0.1, 0.45))  # contrast for small objects
         draw = ImageDraw.Draw(image)
         placed: list[tuple[float, float, float]] = []
         for kind in kinds:
@@ -118,8 +121,8 @@ def multilabel_shapes(n: int, seed: int) -> tuple[list[np.ndarray], list[list[in
                     break
             placed.append((cx, cy, r))
             angle = rng.uniform(-0.25, 0.25)
-            _draw_object(draw, OBJECTS[kind], cx, cy, r, angle, _colour(rng))
-        images.append(_finish(image, rng, noise=14))
+            _draw_object(draw, OBJECTS[kind], cx, cy, r, angle, _colour(rng, darkest=0.8))
+        images.append(_finish(image, rng, noise=10))
         targets.append(sorted(int(k) for k in kinds))
     return images, targets
 
