@@ -62,8 +62,9 @@ class _Loop:
         resume = meta.get("has_mid_event") and meta.get("event_index") == index
         pending = {"resume": bool(resume)}
 
-        def save(mid_event):
-            self.checkpointer.save(state, {**meta, "event_index": index}, mid_event)
+        def save(mid_event, notes):
+            meta_now = {**meta, "event_index": index, "mid_event_notes": notes}
+            self.checkpointer.save(state, meta_now, mid_event)
 
         def restore(template):
             if not pending["resume"]:
@@ -71,7 +72,7 @@ class _Loop:
             pending["resume"] = False
             log.info("Resuming event %d (%s) from its mid-event checkpoint.", index,
                      event.task.key)
-            return self.checkpointer.restore_mid_event(template)
+            return self.checkpointer.restore_mid_event(template), meta.get("mid_event_notes", {})
 
         ctx = TrainContext(
             data=self.data.open,

@@ -20,7 +20,7 @@ from ml_collections import ConfigDict, config_flags
 
 from nevis import configs
 
-DEFAULT_LEARNER = "independent"
+DEFAULT_LEARNER = "deq"
 DEFAULT_STREAM = "embedded"
 
 FLAGS = flags.FLAGS
@@ -145,7 +145,8 @@ def _main(argv: list[str]) -> None:
         )
 
     output_dir = Path(os.environ.get("NEVIS_OUTPUT_DIR", "runs"))
-    workdir = Path(FLAGS.workdir or output_dir / f"{config.learner.name}-{stream.name}")
+    label = Path(FLAGS.learner).stem  # the config's name, e.g. deq or deq_fixed_start
+    workdir = Path(FLAGS.workdir or output_dir / f"{label}-{stream.name}")
     workdir = workdir.expanduser().absolute()
     data_dir = Path(FLAGS.data_dir).expanduser() if FLAGS.data_dir else default_data_dir()
     if FLAGS.overwrite and workdir.exists():

@@ -56,7 +56,7 @@ def run_cli(*args: str, env: dict | None = None, check: bool = True, **kwargs):
 def tiny_run_args(workdir: Path, data_dir: Path, *extra: str) -> list[str]:
     """The tiny run's flags; a flag in `extra` replaces the default of the same name."""
     args = [
-        f"--workdir={workdir}", f"--data_dir={data_dir}", "--noprogress",
+        f"--workdir={workdir}", f"--data_dir={data_dir}", "--noprogress", "--learner=independent",
         f"--config.stream.tasks={','.join(TINY_TASKS)}", *TINY_OVERRIDES, *extra,
     ]
     return list({a.split("=", 1)[0]: a for a in args}.values())

@@ -80,7 +80,7 @@ def test_resume_after_sigkill_mid_task(reference_run, tmp_path, data_dir):
 
 def test_bad_flags_fail_fast(tmp_path):
     cases = {
-        ("--learner=nope",): "valid choices: finetune, independent",
+        ("--learner=nope",): "valid choices: deq, deq_fixed_start, finetune, independent",
         ("--stream=nope",): "valid choices: debug, embedded",
         ("--config.learner.optimizer.name=nope",): "valid choices: sgd, adamw",
         ("--config.learner.nope=1",): "learner has augment, batch_size",
@@ -112,7 +112,7 @@ def test_corrupt_dataset_stops_run_and_keeps_results(reference_run, tmp_path, da
     run_copy = tmp_path / "run"
     shutil.copytree(workdir, run_copy)
     before = (run_copy / "summary.json").read_bytes()
-    shard = next(p for p in sorted(data_copy.rglob("*array_record*")) if "test" in p.name)
+    shard = next(p for p in sorted(data_copy.rglob("*array_record*")) if "dev_test" in p.name)
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # truncate
     proc = run_cli(*tiny_run_args(run_copy, data_copy), check=False)
     assert proc.returncode == 2

@@ -6,12 +6,13 @@ from collections.abc import Callable
 
 from ml_collections import ConfigDict
 
-from nevis.learners import finetune
+from nevis.learners import deq, finetune
 from nevis.learners.base import Learner
 
 FACTORIES: dict[str, Callable[[ConfigDict], Learner]] = {
     "independent": finetune.make_learner,
     "finetune": finetune.make_learner,
+    "deq": deq.make_learner,
 }
 
 

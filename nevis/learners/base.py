@@ -68,10 +68,11 @@ class TrainContext:
 
     data: Callable[[TaskSpec, str], SplitSource]
     mesh: Mesh
-    # Saves the learner's mid-event state (a pytree) with the environment state, atomically.
-    save_checkpoint: Callable[[Any], None]
-    # Returns the stored mid-event state, restored into the given template, or None.
-    restore_checkpoint: Callable[[Any], Any | None]
+    # Saves the learner's mid-event state (a pytree, plus JSON-able notes such as running
+    # statistics) with the environment state, atomically.
+    save_checkpoint: Callable[[Any, dict[str, Any]], None]
+    # Returns the stored (mid-event state restored into the given template, notes), or None.
+    restore_checkpoint: Callable[[Any], tuple[Any, dict[str, Any]] | None]
     checkpoint_every: int  # steps between mid-event checkpoints
     process_index: int = 0
     process_count: int = 1

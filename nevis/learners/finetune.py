@@ -26,7 +26,7 @@ from nevis.learners.base import (
     TrainContext,
     TrainOutput,
 )
-from nevis.models import init_params, make_backbone
+from nevis.models import BACKBONES, init_params, make_backbone
 from nevis.streams import PredictionEvent, TrainingEvent
 from nevis.tasks import TaskSpec
 
@@ -42,7 +42,7 @@ class TaskModel(nnx.Module):
         return self.head(self.backbone(images))
 
 
-def _task_seed(config: ConfigDict, task: TaskSpec, occurrence: int) -> int:
+def task_seed(config: ConfigDict, task: TaskSpec, occurrence: int) -> int:
     """A seed per (task, occurrence) that does not depend on where the stream was resumed."""
     digest = sum((i + 1) * ord(c) for i, c in enumerate(task.key))
     return int(config.seed * 1_000_003 + digest * 101 + occurrence) % (2**31)
@@ -63,6 +63,10 @@ def make_learner(config: ConfigDict) -> Learner:
             f"Unknown strategy {config.strategy!r}; valid choices: {', '.join(STRATEGIES)}."
         )
     training.validate_config(config)
+    if config.model.name not in BACKBONES:
+        raise ValueError(
+            f"Unknown model {config.model.name!r}; valid choices: {', '.join(BACKBONES)}."
+        )
 
     def init() -> LearnerState:
         # `models` holds each task's parameters as trained; `backbone` is the latest one.
@@ -77,7 +81,7 @@ def make_learner(config: ConfigDict) -> Learner:
     def train(event: TrainingEvent, state: LearnerState, ctx: TrainContext) -> TrainOutput:
         task = event.task
         occurrence = int(state["trained"].get(task.key, 0))
-        seed = _task_seed(config, task, occurrence)
+        seed = task_seed(config, task, occurrence)
         graphdef, params = _model(state, task, seed)
 
         def logits_fn(params, images):

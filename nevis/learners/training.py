@@ -78,12 +78,6 @@ def augment_from_config(config: ConfigDict) -> Augment | None:
 
 def validate_config(config: ConfigDict) -> None:
     """Fails on bad names or values now, before any work, rather than at the first task."""
-    from nevis.models import BACKBONES
-
-    if config.model.name not in BACKBONES:
-        raise ValueError(
-            f"Unknown model {config.model.name!r}; valid choices: {', '.join(BACKBONES)}."
-        )
     make_optimizer(config.optimizer, 10)
     augment_from_config(config.augment)
     for key in ("batch_size", "eval_batch_size", "image_size", "max_steps", "eval_every",
@@ -156,6 +150,79 @@ def evaluate_error(
 _copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
 
 
+WARMUP_STEPS = 5  # steps excluded from the steady-state rate (compilation, cache fills)
+
+
+class _SteadyClock:
+    """Training steps/s after warm-up, excluding validation: the harness's own overhead."""
+
+    def __init__(self, first_step: int):
+        self.first_step = first_step
+        self.start: float | None = None
+        self.paused, self.steps, self.last = 0.0, 0, None
+
+    def tick(self, done: int, out) -> None:
+        if done == self.first_step:
+            jax.block_until_ready(out)
+            self.start = time.perf_counter()
+        elif self.start is not None:
+            self.steps = done - self.first_step
+            self.last = out
+
+    def pause(self, out) -> None:
+        if self.start is not None:
+            jax.block_until_ready(out)
+            self._t = time.perf_counter()
+
+    def resume(self) -> None:
+        if self.start is not None:
+            self.paused += time.perf_counter() - self._t
+
+    def rate(self) -> float | None:
+        if self.start is None or not self.steps:
+            return None
+        jax.block_until_ready(self.last)
+        return self.steps / (time.perf_counter() - self.start - self.paused)
+
+
+class _AuxStats:
+    """Mean and max of each scalar a step reports (since the last resume), and the last."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.maxs: dict[str, float] = {}
+        self.count = 0
+        self.last: dict[str, float] = {}
+
+    def add(self, step: int, out: dict[str, jax.Array]) -> bool:
+        """Records one step's outputs; False if its loss is not finite (divergence)."""
+        del step
+        values = {k: float(v) for k, v in jax.device_get(out).items()}
+        if not math.isfinite(values["loss"]):
+            return False
+        self.count += 1
+        self.last = values
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.maxs[k] = max(self.maxs.get(k, -math.inf), v)
+        return True
+
+    def state(self) -> dict[str, Any]:
+        return {"sums": self.sums, "maxs": self.maxs, "count": self.count, "last": self.last}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.sums, self.maxs = dict(state.get("sums", {})), dict(state.get("maxs", {}))
+        self.count, self.last = state.get("count", 0), dict(state.get("last", {}))
+
+    def summary(self) -> dict[str, float]:
+        out = {f"final_{k}": v for k, v in self.last.items()}
+        for k in self.sums:
+            if k != "loss":
+                out[f"{k}_mean"] = self.sums[k] / self.count
+                out[f"{k}_max"] = self.maxs[k]
+        return out
+
+
 def train_task(
     *,
     task: TaskSpec,
@@ -165,8 +232,14 @@ def train_task(
     config: ConfigDict,
     ctx: TrainContext,
     seed: int,
+    observers: dict[str, Any] | None = None,
 ) -> tuple[Any, ResourceUsage, dict[str, Any]]:
-    """Trains `params` on the task's train split; returns the best-on-dev parameters."""
+    """Trains `params` on the task's train split; returns the best-on-dev parameters.
+
+    `observers` are the learner's own running statistics (objects with `state() -> dict`
+    and `load(dict)`), checkpointed with the task so a resumed task reports what an
+    uninterrupted one would.
+    """
     mesh = ctx.mesh
     if config.batch_size % mesh.size:
         raise ValueError(
@@ -185,7 +258,14 @@ def train_task(
         "best_step": np.int64(0),
         "evaluations": np.int64(0),
     }
-    state = ctx.restore_checkpoint(start) or start
+    aux = _AuxStats()
+    observers = {"aux": aux, **(observers or {})}
+    restored = ctx.restore_checkpoint(start)
+    state = start
+    if restored is not None:
+        state, notes = restored
+        for name, observer in observers.items():
+            observer.load(notes.get(name, {}))
     step0 = int(state["step"])
     carry = parallel.replicate((state["params"], state["opt_state"]), mesh)
     best = _copy(parallel.replicate(state["best_params"], mesh))  # never aliases `carry`
@@ -205,42 +285,57 @@ def train_task(
     batches = batch_iterator(train_source, config, mesh, train=True, start_batch=step0,
                              process_index=ctx.process_index, process_count=ctx.process_count,
                              seed=seed)
-    train_flops_per_step = 0.0
+    train_flops_per_step, compiled = 0.0, None
     info: dict[str, Any] = {"num_steps": num_steps}
-    aux_sums: dict[str, float] = {}
     bar = tqdm(total=num_steps, initial=step0, desc=f"train {task.key}", unit="step",
                disable=not ctx.show_progress or ctx.process_index != 0, leave=False)
     t0 = time.perf_counter()
+    steady = _SteadyClock(first_step=step0 + WARMUP_STEPS)
+    pending = None  # the previous step's outputs, read one step late so the device never idles
     try:
         for step in range(step0, num_steps):
             batch = parallel.shard_batch(next(batches), mesh)
-            if not train_flops_per_step:
-                train_flops_per_step = lowered_flops(jitted.lower(carry, batch, step))
-            carry, out = jitted(carry, batch, step)
-            bar.update(1)
+            if compiled is None:  # compile ahead of time: its cost and memory are reported
+                lowered = jitted.lower(carry, batch, step)
+                train_flops_per_step = lowered_flops(lowered)
+                compiled = lowered.compile()
+                memory = compiled.memory_analysis()
+                if memory is not None:
+                    info["step_temp_bytes"] = int(memory.temp_size_in_bytes)
+            carry, out = compiled(carry, batch, step)
             done = step + 1
-            if done % config.log_every == 0 or done == num_steps:
-                out = jax.device_get(out)
-                if not np.isfinite(out["loss"]):
+            steady.tick(done, out)
+            if pending is not None and not aux.add(*pending):
+                info["diverged_at_step"] = pending[0]
+                break
+            pending = (done, out)
+            bar.update(1)
+            if done % config.log_every == 0:
+                bar.set_postfix(loss=f"{aux.last.get('loss', math.nan):.3f}")
+            if done % config.eval_every == 0 or done == num_steps:
+                if not aux.add(*pending):
                     info["diverged_at_step"] = done
                     break
-                for k, v in out.items():
-                    aux_sums[k] = float(v)
-                bar.set_postfix(loss=f"{float(out['loss']):.3f}")
-            if done % config.eval_every == 0 or done == num_steps:
+                pending = None
+                steady.pause(out)
                 error = evaluate_error(evaluator, carry[0], dev_source, config, ctx)
+                steady.resume()
                 evaluations += 1
                 if error < best_error:
                     best_error, best_step = error, done
                     best = _copy(carry[0])  # the step donates its input buffers
-                bar.set_postfix(loss=f"{aux_sums.get('loss', math.nan):.3f}",
+                bar.set_postfix(loss=f"{aux.last.get('loss', math.nan):.3f}",
                                 dev_error=f"{error:.3f}")
             if done % ctx.checkpoint_every == 0 and done < num_steps:
+                if pending is not None and not aux.add(*pending):  # notes must include it
+                    info["diverged_at_step"] = pending[0]
+                    break
+                pending = None
                 ctx.save_checkpoint({
                     "step": np.int64(done), "params": carry[0], "opt_state": carry[1],
                     "best_params": best, "best_dev_error": np.float64(best_error),
                     "best_step": np.int64(best_step), "evaluations": np.int64(evaluations),
-                })
+                }, {name: o.state() for name, o in observers.items()})
     finally:
         bar.close()
         if hasattr(batches, "close"):
@@ -252,8 +347,10 @@ def train_task(
     # Diverged before any validation: `best` is still the starting point.
     count, nbytes = count_parameters(best)
     info.update(best_dev_error=best_error if math.isfinite(best_error) else None,
-                best_step=best_step, train_seconds=time.perf_counter() - t0,
-                **{f"final_{k}": v for k, v in aux_sums.items()})
+                best_step=best_step, evaluations=evaluations, steps_run=steps_run,
+                steady_steps_per_second=steady.rate(),
+                dev_batches=dev_batches, train_seconds=time.perf_counter() - t0,
+                **aux.summary())
     resources = ResourceUsage(
         train_flops=train_flops_per_step * steps_run,
         validation_flops=eval_flops,

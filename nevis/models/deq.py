@@ -1,0 +1,92 @@
+"""A convolutional deep-equilibrium classifier body in Flax NNX.
+
+stem(images) = x is injected into every cell step; the cell f(x, z) is a two-convolution
+residual block with GroupNorm (never BatchNorm: an equilibrium must not depend on which
+examples share its batch). Convolutions use `nevis.equilibrium.conv2d`, whose input
+gradient avoids XLA:CPU's slow transposed-kernel convolution inside solver loops.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from nevis import equilibrium as eq
+
+NORMS = ("group", "none")
+
+
+def _groups(channels: int, max_groups: int) -> int:
+    g = min(max_groups, channels)
+    while channels % g:
+        g -= 1
+    return g
+
+
+class Stem(nnx.Module):
+    def __init__(self, width: int, stride: int, groups: int, *, rngs: nnx.Rngs):
+        self.conv = nnx.Conv(3, width, (3, 3), strides=stride, use_bias=False, rngs=rngs)
+        self.norm = nnx.GroupNorm(width, num_groups=_groups(width, groups), rngs=rngs)
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        return nnx.relu(self.norm(self.conv(images)))
+
+
+class DEQCell(nnx.Module):
+    """z ← norm2(relu(z + conv2(relu(norm1(conv1(z)))) + x)).
+
+    `init_scale` multiplies the initial kernels (large values make f expansive, which is
+    how tests provoke divergence); `weight_norm` reparametrises both kernels as g·v/‖v‖.
+    """
+
+    def __init__(self, width: int, *, groups: int = 8, norm: str = "group",
+                 weight_norm: bool = False, init_scale: float = 1.0, rngs: nnx.Rngs):
+        if norm not in NORMS:
+            raise ValueError(f"Unknown cell norm {norm!r}; valid choices: {', '.join(NORMS)}.")
+        init = nnx.initializers.lecun_normal()
+        shape = (3, 3, width, width)
+        self.v1 = nnx.Param(init_scale * init(rngs.params(), shape))
+        self.v2 = nnx.Param(init_scale * init(rngs.params(), shape))
+        self.weight_norm = weight_norm
+        if weight_norm:
+            self.g1 = nnx.Param(eq.weight_norm_scale(self.v1[...]))
+            self.g2 = nnx.Param(eq.weight_norm_scale(self.v2[...]))
+        self.norm = norm
+        self.groups = _groups(width, groups)
+        if norm == "group":
+            self.scale1, self.bias1 = nnx.Param(jnp.ones(width)), nnx.Param(jnp.zeros(width))
+            self.scale2, self.bias2 = nnx.Param(jnp.ones(width)), nnx.Param(jnp.zeros(width))
+
+    def _kernels(self) -> tuple[jax.Array, jax.Array]:
+        if self.weight_norm:
+            return eq.weight_norm(self.v1, self.g1), eq.weight_norm(self.v2, self.g2)
+        return self.v1[...], self.v2[...]
+
+    def _norm(self, y: jax.Array, scale, bias) -> jax.Array:
+        if self.norm == "none":
+            return y
+        return eq.group_norm(y, self.groups, scale[...], bias[...])
+
+    def __call__(self, x: jax.Array, z: jax.Array) -> jax.Array:
+        w1, w2 = self._kernels()
+        y = nnx.relu(self._norm(eq.conv2d(z, w1), getattr(self, "scale1", None),
+                                getattr(self, "bias1", None)))
+        out = nnx.relu(z + eq.conv2d(y, w2) + x)
+        return self._norm(out, getattr(self, "scale2", None), getattr(self, "bias2", None))
+
+
+class DEQClassifier(nnx.Module):
+    """Stem, equilibrium cell and one linear head; the solve itself lives in the learner."""
+
+    def __init__(self, *, width: int, stem_stride: int, groups: int, norm: str,
+                 weight_norm: bool, init_scale: float, num_classes: int, rngs: nnx.Rngs):
+        self.stem = Stem(width, stem_stride, groups, rngs=rngs)
+        self.cell = DEQCell(width, groups=groups, norm=norm, weight_norm=weight_norm,
+                            init_scale=init_scale, rngs=rngs)
+        self.head = nnx.Linear(width, num_classes, rngs=rngs)
+
+    def readout(self, z: jax.Array) -> jax.Array:
+        # z leaves the cell group-normalised, so its plain spatial mean sums to zero within
+        # every group; a ReLU first keeps the pooled features informative.
+        return self.head(nnx.relu(z).mean(axis=(1, 2)))
