@@ -2,12 +2,14 @@
 
     python -m nevis.run --learner=deq
 
-A stem, one equilibrium cell (two 3×3 convolutions, GroupNorm, input injection) solved by
-Anderson acceleration, implicit-function-theorem gradients, a fresh model per task. Path
-independence is promoted with mixed initialisation (half the batch starts from noise) and a
-random forward budget per batch. Predictions run 1×, 2× and 4× the training budget and
-report accuracy and asymptotic alignment (AA) at each. On the embedded stream this takes
-about 8 minutes on 2 CPU cores; expect every task well above chance and mean AA near 1.
+An explicit ResNet trunk, one equilibrium cell (two 3×3 convolutions, GroupNorm, input
+injection) solved by Anderson acceleration, implicit-function-theorem gradients, a fresh
+model per task; the same step budget as `independent`. Path independence is promoted with
+mixed initialisation (half the batch starts from noise) and a random forward budget per
+batch. Predictions run 1×, 2× and 4× the training budget and report accuracy and asymptotic
+alignment (AA) at each. On the embedded stream this takes about 7 minutes on 2 CPU cores
+(measured 6 min 55 s) and reaches a dev_test stream error of about 0.35, every task above
+chance, mean AA near 1.
 """
 
 from ml_collections import ConfigDict
@@ -21,19 +23,17 @@ def get_config() -> ConfigDict:
     config.strategy = "independent"  # or "finetune": carry stem and cell to the next task
     config.model = ConfigDict({
         "name": "deq",
-        "width": 32,
+        "width": 32,  # channels of the equilibrium state
+        "stem_widths": (16,),  # explicit ResNet stages before the cell (each halves H, W)
         "stem_stride": 2,
         "groups": 8,
         "norm": "group",  # "none" removes the cell's GroupNorm (unstable; for experiments)
         "weight_norm": False,
         "init_scale": 1.0,
     })
-    config.image_size = 24
+    config.image_size = 32
     config.batch_size = 32
     config.eval_batch_size = 128
-    config.epochs = 6
-    config.min_steps = 150
-    config.max_steps = 200
     config.solver = ConfigDict({
         "name": "anderson",  # or fixed_point, broyden
         "anderson_memory": 5,

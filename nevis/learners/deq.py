@@ -23,7 +23,7 @@ from ml_collections import ConfigDict
 
 from nevis import equilibrium as eq
 from nevis import parallel
-from nevis.learners import training
+from nevis.learners import task_models, training
 from nevis.learners.base import (
     Learner,
     LearnerState,
@@ -34,7 +34,7 @@ from nevis.learners.base import (
     TrainContext,
     TrainOutput,
 )
-from nevis.learners.finetune import STRATEGIES, task_seed
+from nevis.learners.finetune import task_seed
 from nevis.models import init_params
 from nevis.models.deq import DEQClassifier
 from nevis.streams import PredictionEvent, TrainingEvent
@@ -46,7 +46,8 @@ BUDGETS = (1, 2, 4)  # test-time multiples of the training budget
 def build_model(config: ConfigDict, task: TaskSpec, seed: int) -> DEQClassifier:
     m = config.model
     return DEQClassifier(
-        width=m.width, stem_stride=m.stem_stride, groups=m.groups, norm=m.norm,
+        width=m.width, stem_widths=tuple(m.stem_widths), stem_stride=m.stem_stride,
+        groups=m.groups, norm=m.norm,
         weight_norm=m.weight_norm, init_scale=m.init_scale, num_classes=task.num_classes,
         rngs=nnx.Rngs(seed),
     )
@@ -80,10 +81,7 @@ def validate_config(config: ConfigDict) -> None:
     eq.initial_state(config.solver.init, jnp.zeros((2, 1)), key=jax.random.key(0))
     if config.model.norm not in ("group", "none"):
         raise ValueError(f"Unknown model.norm {config.model.norm!r}; valid: group, none.")
-    if config.strategy not in STRATEGIES:
-        raise ValueError(
-            f"Unknown strategy {config.strategy!r}; valid choices: {', '.join(STRATEGIES)}."
-        )
+    task_models.check_strategy(config.strategy)
     if not 0 <= config.solver.budget_jitter < config.solver.max_steps:
         raise ValueError("solver.budget_jitter must be in [0, solver.max_steps).")
     if config.solver.budget_jitter and config.solver.grad == "unrolled":
@@ -96,21 +94,15 @@ def make_learner(config: ConfigDict) -> Learner:
     budget = sc.max_steps
     solver_options = _solver_options(config)
 
-    def init() -> LearnerState:
-        return {"backbone": {}, "models": {}, "trained": {}}
-
     def _parts(task: TaskSpec) -> _Parts:
         abstract = nnx.eval_shape(lambda: build_model(config, task, 0))
         return _Parts(nnx.graphdef(abstract), nnx.graphdef(abstract.cell))
 
     def train(event: TrainingEvent, state: LearnerState, ctx: TrainContext) -> TrainOutput:
         task = event.task
-        occurrence = int(state["trained"].get(task.key, 0))
-        seed = task_seed(config, task, occurrence)
+        seed = task_seed(config, task, task_models.occurrence(state, task))
         graphdef, params = init_params(lambda: build_model(config, task, seed))
-        if config.strategy == "finetune" and state["backbone"]:
-            for part in ("stem", "cell"):
-                nnx.replace_by_pure_dict(params[part], state["backbone"][part])
+        task_models.carry_backbone(params, state, config.strategy)
         parts = _Parts(graphdef, nnx.graphdef(nnx.eval_shape(
             lambda: build_model(config, task, seed)).cell))
         backward = _BackwardStats()
@@ -168,25 +160,14 @@ def make_learner(config: ConfigDict) -> Learner:
         )
         info = {**info, **backward.summary()}
         resources = _add_loop_flops(resources, info, parts, params, config)
-        pure = nnx.to_pure_dict(best)
-        new_state = {
-            "backbone": {"stem": pure["stem"], "cell": pure["cell"]},
-            "models": {**state["models"], task.key: pure},
-            "trained": {**state["trained"], task.key: np.int64(occurrence + 1)},
-        }
+        new_state = task_models.after_training(state, task, best, ("trunk", "cell"))
         return TrainOutput(new_state, resources, info)
 
     def predict(event: PredictionEvent, state: LearnerState, ctx: PredictContext) -> PredictOutput:
         task = event.task
-        if task.key not in state["models"]:
-            raise ValueError(f"Task {task.key!r} is predicted before it was trained.")
         parts = _parts(task)
         abstract = nnx.eval_shape(lambda: build_model(config, task, 0))
-        _, params = nnx.split(abstract, nnx.Param)
-        nnx.replace_by_pure_dict(params, state["models"][task.key])
-        if config.strategy == "finetune":
-            for part in ("stem", "cell"):
-                nnx.replace_by_pure_dict(params[part], state["backbone"][part])
+        _, params = task_models.params_for_prediction(state, task, abstract, config.strategy)
         params = parallel.replicate(params, ctx.mesh)
 
         def evaluate(params, images, steps):
@@ -229,7 +210,7 @@ def make_learner(config: ConfigDict) -> Learner:
 
         return PredictOutput(predictions(), ResourceUsage(inference_flops=flops))
 
-    return Learner(name=config.name, init=init, train=train, predict=predict)
+    return Learner(name=config.name, init=task_models.init, train=train, predict=predict)
 
 
 def _cell_flops(parts: _Parts, params, config: ConfigDict, batch: int, vjp: bool = False):

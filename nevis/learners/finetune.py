@@ -1,4 +1,4 @@
-"""Baseline learners: a shared backbone with one linear head per task.
+"""Baseline learners: a ResNet backbone with one linear head per task.
 
 `independent` starts every task from a fresh initialisation; `finetune` carries the backbone
 of the previous task forward (the reference's "Previous" baseline). Both select the
@@ -10,12 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import numpy as np
 from flax import nnx
 from ml_collections import ConfigDict
 
 from nevis import parallel
-from nevis.learners import training
+from nevis.learners import task_models, training
 from nevis.learners.base import (
     Learner,
     LearnerState,
@@ -29,8 +28,6 @@ from nevis.learners.base import (
 from nevis.models import BACKBONES, init_params, make_backbone
 from nevis.streams import PredictionEvent, TrainingEvent
 from nevis.tasks import TaskSpec
-
-STRATEGIES = ("independent", "finetune")
 
 
 class TaskModel(nnx.Module):
@@ -58,31 +55,18 @@ def init_task_model(config: ConfigDict, task: TaskSpec, seed: int) -> tuple[Any,
 
 
 def make_learner(config: ConfigDict) -> Learner:
-    if config.strategy not in STRATEGIES:
-        raise ValueError(
-            f"Unknown strategy {config.strategy!r}; valid choices: {', '.join(STRATEGIES)}."
-        )
+    task_models.check_strategy(config.strategy)
     training.validate_config(config)
     if config.model.name not in BACKBONES:
         raise ValueError(
             f"Unknown model {config.model.name!r}; valid choices: {', '.join(BACKBONES)}."
         )
 
-    def init() -> LearnerState:
-        # `models` holds each task's parameters as trained; `backbone` is the latest one.
-        return {"backbone": {}, "models": {}, "trained": {}}
-
-    def _model(state: LearnerState, task: TaskSpec, seed: int) -> tuple[Any, Any]:
-        graphdef, params = init_task_model(config, task, seed)
-        if config.strategy == "finetune" and state["backbone"]:
-            nnx.replace_by_pure_dict(params["backbone"], state["backbone"])
-        return graphdef, params
-
     def train(event: TrainingEvent, state: LearnerState, ctx: TrainContext) -> TrainOutput:
         task = event.task
-        occurrence = int(state["trained"].get(task.key, 0))
-        seed = task_seed(config, task, occurrence)
-        graphdef, params = _model(state, task, seed)
+        seed = task_seed(config, task, task_models.occurrence(state, task))
+        graphdef, params = init_task_model(config, task, seed)
+        task_models.carry_backbone(params, state, config.strategy)
 
         def logits_fn(params, images):
             return nnx.merge(graphdef, params)(images)
@@ -97,25 +81,14 @@ def make_learner(config: ConfigDict) -> Learner:
             task=task, params=params, loss_fn=loss_fn, logits_fn=logits_fn, config=config,
             ctx=ctx, seed=seed,
         )
-        pure = nnx.to_pure_dict(best)
-        new_state = {
-            "backbone": pure["backbone"],
-            "models": {**state["models"], task.key: pure},
-            "trained": {**state["trained"], task.key: np.int64(occurrence + 1)},
-        }
+        new_state = task_models.after_training(state, task, best, ("backbone",))
         return TrainOutput(new_state, resources, info)
 
     def predict(event: PredictionEvent, state: LearnerState, ctx: PredictContext) -> PredictOutput:
         task = event.task
-        if task.key not in state["models"]:
-            raise ValueError(f"Task {task.key!r} is predicted before it was trained.")
         abstract = nnx.eval_shape(lambda: build_task_model(config, task, 0))
-        graphdef, params = nnx.split(abstract, nnx.Param)
-        nnx.replace_by_pure_dict(params, state["models"][task.key])
-        if config.strategy == "finetune":
-            # One shared backbone: old heads are read through the latest backbone, which is
-            # where forgetting comes from.
-            nnx.replace_by_pure_dict(params["backbone"], state["backbone"])
+        graphdef, params = task_models.params_for_prediction(state, task, abstract,
+                                                             config.strategy)
         params = parallel.replicate(params, ctx.mesh)
         evaluator = training.Evaluator(lambda p, x: nnx.merge(graphdef, p)(x), ctx.mesh)
         batch_size = parallel.round_batch_size(config.eval_batch_size, ctx.mesh)
@@ -129,4 +102,4 @@ def make_learner(config: ConfigDict) -> Learner:
 
         return PredictOutput(predictions(), ResourceUsage(inference_flops=flops))
 
-    return Learner(name=config.name, init=init, train=train, predict=predict)
+    return Learner(name=config.name, init=task_models.init, train=train, predict=predict)

@@ -1,7 +1,8 @@
 """A convolutional deep-equilibrium classifier body in Flax NNX.
 
-stem(images) = x is injected into every cell step; the cell f(x, z) is a two-convolution
-residual block with GroupNorm (never BatchNorm: an equilibrium must not depend on which
+An explicit ResNet trunk maps images to features x (downsampled, so the equilibrium is small
+and sees a large receptive field); x is injected into every cell step; the cell f(x, z) is a
+two-convolution block with GroupNorm (never BatchNorm: an equilibrium must not depend on which
 examples share its batch). Convolutions use `nevis.equilibrium.conv2d`, whose input
 gradient avoids XLA:CPU's slow transposed-kernel convolution inside solver loops.
 """
@@ -13,6 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nevis import equilibrium as eq
+from nevis.models.resnet import ResNet
 
 NORMS = ("group", "none")
 
@@ -24,17 +26,11 @@ def _groups(channels: int, max_groups: int) -> int:
     return g
 
 
-class Stem(nnx.Module):
-    def __init__(self, width: int, stride: int, groups: int, *, rngs: nnx.Rngs):
-        self.conv = nnx.Conv(3, width, (3, 3), strides=stride, use_bias=False, rngs=rngs)
-        self.norm = nnx.GroupNorm(width, num_groups=_groups(width, groups), rngs=rngs)
-
-    def __call__(self, images: jax.Array) -> jax.Array:
-        return nnx.relu(self.norm(self.conv(images)))
-
-
 class DEQCell(nnx.Module):
-    """z ← norm2(relu(z + conv2(relu(norm1(conv1(z)))) + x)).
+    """z ← relu(x + norm2(conv2(relu(norm1(conv1(z)))))).
+
+    The input injection is added after the last normalisation, as in a ResNet block's
+    shortcut, so the equilibrium keeps the input's per-example signal for the readout.
 
     `init_scale` multiplies the initial kernels (large values make f expansive, which is
     how tests provoke divergence); `weight_norm` reparametrises both kernels as g·v/‖v‖.
@@ -72,21 +68,26 @@ class DEQCell(nnx.Module):
         w1, w2 = self._kernels()
         y = nnx.relu(self._norm(eq.conv2d(z, w1), getattr(self, "scale1", None),
                                 getattr(self, "bias1", None)))
-        out = nnx.relu(z + eq.conv2d(y, w2) + x)
-        return self._norm(out, getattr(self, "scale2", None), getattr(self, "bias2", None))
+        out = self._norm(eq.conv2d(y, w2), getattr(self, "scale2", None),
+                         getattr(self, "bias2", None))
+        return nnx.relu(x + out)
 
 
 class DEQClassifier(nnx.Module):
     """Stem, equilibrium cell and one linear head; the solve itself lives in the learner."""
 
-    def __init__(self, *, width: int, stem_stride: int, groups: int, norm: str,
-                 weight_norm: bool, init_scale: float, num_classes: int, rngs: nnx.Rngs):
-        self.stem = Stem(width, stem_stride, groups, rngs=rngs)
+    def __init__(self, *, width: int, stem_widths: tuple[int, ...], stem_stride: int,
+                 groups: int, norm: str, weight_norm: bool, init_scale: float,
+                 num_classes: int, rngs: nnx.Rngs):
+        widths = (*stem_widths, width)
+        self.trunk = ResNet(widths=widths, blocks=(1,) * len(widths), norm_groups=groups,
+                            stem_stride=stem_stride, rngs=rngs)
         self.cell = DEQCell(width, groups=groups, norm=norm, weight_norm=weight_norm,
                             init_scale=init_scale, rngs=rngs)
         self.head = nnx.Linear(width, num_classes, rngs=rngs)
 
+    def stem(self, images: jax.Array) -> jax.Array:
+        return self.trunk.features(images)
+
     def readout(self, z: jax.Array) -> jax.Array:
-        # z leaves the cell group-normalised, so its plain spatial mean sums to zero within
-        # every group; a ReLU first keeps the pooled features informative.
-        return self.head(nnx.relu(z).mean(axis=(1, 2)))
+        return self.head(z.mean(axis=(1, 2)))

@@ -71,8 +71,12 @@ class ResNet(nnx.Module):
         self.blocks = nnx.List(layers)
         self.num_features = cin
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def features(self, x: jax.Array) -> jax.Array:
+        """The last stage's feature map [B, H, W, C], before pooling."""
         x = nnx.relu(self.stem_norm(self.stem(x)))
         for block in self.blocks:
             x = block(x)
-        return x.mean(axis=(1, 2))
+        return x
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.features(x).mean(axis=(1, 2))
