@@ -267,7 +267,8 @@ def train_task(
         for name, observer in observers.items():
             observer.load(notes.get(name, {}))
     step0 = int(state["step"])
-    carry = parallel.replicate((state["params"], state["opt_state"]), mesh)
+    # Copies: the step donates its inputs, and the caller's arrays must survive.
+    carry = _copy(parallel.replicate((state["params"], state["opt_state"]), mesh))
     best = _copy(parallel.replicate(state["best_params"], mesh))  # never aliases `carry`
     best_error, best_step = float(state["best_dev_error"]), int(state["best_step"])
     evaluations = int(state["evaluations"])
