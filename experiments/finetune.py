@@ -2,7 +2,7 @@
 
     python -m nevis.run --learner=finetune
 
-Same budget as `independent` (about 3–5 minutes on the embedded stream on 2 CPU cores);
+Same budget as `independent` (about 2.5 minutes on the embedded stream on 2 CPU cores);
 the final re-evaluation shows how much earlier tasks are forgotten.
 """
 
