@@ -137,3 +137,17 @@ def test_two_processes_match_one(single_device_run, tmp_path, data_dir):
         assert p.returncode == 0, err[-3000:]
     assert "stream error" in outputs[0][0] and "stream error" not in outputs[1][0]
     _assert_same_results(single_device_run, tmp_path)
+
+
+def test_deq_eight_devices_match_one(tmp_path, data_dir):
+    # Tolerances of 0 run every solve for its full budget: a per-example stopping test is a
+    # discrete decision that float reordering between device counts could flip.
+    deq = ("--learner=deq", "--config.learner.model.width=16",
+           "--config.learner.solver.max_steps=6", "--config.learner.solver.backward_max_steps=6",
+           "--config.learner.solver.budget_jitter=2", "--config.learner.solver.tol=0.0",
+           "--config.learner.solver.backward_tol=0.0")
+    one, eight = tmp_path / "one", tmp_path / "eight"
+    _run(one, data_dir, None, *deq)
+    proc = _run(eight, data_dir, EIGHT, *deq)
+    assert "devices: 8" in proc.stderr
+    _assert_same_results(one, eight)
