@@ -14,16 +14,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from nevis import equilibrium as eq
-from nevis.models.resnet import ResNet
+from nevis.models.resnet import ResNet, group_count
 
 NORMS = ("group", "none")
-
-
-def _groups(channels: int, max_groups: int) -> int:
-    g = min(max_groups, channels)
-    while channels % g:
-        g -= 1
-    return g
 
 
 class DEQCell(nnx.Module):
@@ -49,7 +42,7 @@ class DEQCell(nnx.Module):
             self.g1 = nnx.Param(eq.weight_norm_scale(self.v1[...]))
             self.g2 = nnx.Param(eq.weight_norm_scale(self.v2[...]))
         self.norm = norm
-        self.groups = _groups(width, groups)
+        self.groups = group_count(width, groups)
         if norm == "group":
             self.scale1, self.bias1 = nnx.Param(jnp.ones(width)), nnx.Param(jnp.zeros(width))
             self.scale2, self.bias2 = nnx.Param(jnp.ones(width)), nnx.Param(jnp.zeros(width))

@@ -12,7 +12,8 @@ import jax
 from flax import nnx
 
 
-def _groups(channels: int, max_groups: int) -> int:
+def group_count(channels: int, max_groups: int) -> int:
+    """The largest number of GroupNorm groups ≤ max_groups that divides `channels`."""
     g = min(max_groups, channels)
     while channels % g:
         g -= 1
@@ -22,9 +23,9 @@ def _groups(channels: int, max_groups: int) -> int:
 class BasicBlock(nnx.Module):
     def __init__(self, cin: int, cout: int, stride: int, groups: int, *, rngs: nnx.Rngs):
         self.conv1 = nnx.Conv(cin, cout, (3, 3), strides=stride, use_bias=False, rngs=rngs)
-        self.norm1 = nnx.GroupNorm(cout, num_groups=_groups(cout, groups), rngs=rngs)
+        self.norm1 = nnx.GroupNorm(cout, num_groups=group_count(cout, groups), rngs=rngs)
         self.conv2 = nnx.Conv(cout, cout, (3, 3), use_bias=False, rngs=rngs)
-        self.norm2 = nnx.GroupNorm(cout, num_groups=_groups(cout, groups), rngs=rngs)
+        self.norm2 = nnx.GroupNorm(cout, num_groups=group_count(cout, groups), rngs=rngs)
         self.project = (
             nnx.Conv(cin, cout, (1, 1), strides=stride, use_bias=False, rngs=rngs)
             if stride != 1 or cin != cout
@@ -59,7 +60,7 @@ class ResNet(nnx.Module):
             3, widths[0], (3, 3), strides=stem_stride, use_bias=False, rngs=rngs
         )
         self.stem_norm = nnx.GroupNorm(
-            widths[0], num_groups=_groups(widths[0], norm_groups), rngs=rngs
+            widths[0], num_groups=group_count(widths[0], norm_groups), rngs=rngs
         )
         layers = []
         cin = widths[0]
