@@ -16,10 +16,12 @@ def test_unknown_key_lists_valid_keys(capsys, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_catalog_key_without_handler(capsys, tmp_path):
-    assert "voc_2007" in prepare.catalog_keys() and "aberdeen" in prepare.catalog_keys()
-    assert prepare.main(["--dataset=aberdeen", f"--data_dir={tmp_path}"]) == 1
-    assert "not implemented yet" in capsys.readouterr().err
+def test_catalog_key_without_handler_is_reported_and_others_still_prepared(capsys, tmp_path):
+    code = prepare.main(["--dataset=aberdeen,lfw_faces", f"--data_dir={tmp_path}"])
+    assert code == 1  # not every requested dataset is ready
+    out = capsys.readouterr().out
+    assert "aberdeen" in out and "no handler is written" in out
+    assert storage.is_prepared("lfw_faces", tmp_path)
 
 
 def test_module_entry_point_exit_code():

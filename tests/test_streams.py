@@ -54,7 +54,7 @@ def test_embedded_stream_is_chronological_and_varied():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"name": "nope"}, "valid choices: embedded, full"),
+        ({"name": "nope"}, "valid choices: embedded, prepared, full"),
         ({"name": "full", "prediction_splits": ("train",)}, "valid choices: dev, dev_test, test"),
         ({"name": "debug", "tasks": ("mnist",)}, "valid choices: coil20, voc_2007"),
         ({"name": "full", "stop_year": 1900}, "has no tasks"),

@@ -59,3 +59,29 @@ def decode_resized_rgb(data: bytes, size: int) -> np.ndarray:
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     return array
+
+
+def normalise_encoded(data: bytes, channels: int, max_side: int | None = None) -> bytes:
+    """Encoded image bytes as stored: the source's own PNG/JPEG bytes when they already fit.
+
+    Decodes once (so corrupt data fails here, at preparation, not during training). The bytes
+    are kept unchanged when the format is PNG or JPEG, the mode matches `channels` (L for 1,
+    RGB for 3) and no side exceeds `max_side`; otherwise the image is converted (and shrunk,
+    keeping its aspect ratio) and PNG-encoded. Keeping JPEGs avoids a lossy re-encode and makes
+    preparation about as fast as decoding.
+    """
+    pil = Image.open(io.BytesIO(data))
+    pil.load()
+    mode = "L" if channels == 1 else "RGB"
+    too_big = max_side is not None and max(pil.size) > max_side
+    if pil.format in ("PNG", "JPEG") and pil.mode == mode and not too_big:
+        return data
+    if pil.mode != mode:
+        if pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info):
+            pil = pil.convert("RGBA")  # composite onto white rather than black
+            background = Image.new("RGBA", pil.size, (255, 255, 255, 255))
+            pil = Image.alpha_composite(background, pil)
+        pil = pil.convert(mode)
+    if too_big:
+        pil.thumbnail((max_side, max_side), Image.Resampling.BICUBIC)
+    return encode_png(np.asarray(pil))

@@ -88,9 +88,15 @@ def _tfds():
 
 
 def _encode(example: Example, index: int, kind: TaskKind, num_classes: int, channels: int):
-    image = images.as_hwc(example["image"])
-    if image.shape[2] != channels:
-        raise ValueError(f"Example {index}: {image.shape[2]} channels, dataset has {channels}.")
+    if isinstance(example["image"], bytes):  # already normalised (images.normalise_encoded)
+        encoded = example["image"]
+    else:
+        image = images.as_hwc(example["image"])
+        if image.shape[2] != channels:
+            raise ValueError(
+                f"Example {index}: {image.shape[2]} channels, dataset has {channels}."
+            )
+        encoded = images.encode_png(image)
     if kind == TaskKind.MULTI_LABEL:
         labels = sorted({int(c) for c in example["labels"]})
         label = -1
@@ -99,7 +105,7 @@ def _encode(example: Example, index: int, kind: TaskKind, num_classes: int, chan
     if any(not 0 <= c < num_classes for c in [*labels, *([label] if label != -1 else [])]):
         raise ValueError(f"Example {index}: label out of range [0, {num_classes}).")
     return {
-        "image": images.encode_png(image),
+        "image": encoded,
         "label": label,
         "labels": np.asarray(labels, np.int32),
         "index": index,
@@ -198,11 +204,11 @@ def _peek(split_examples: dict[str, Iterable[Example]]) -> int:
             del split_examples[split]
             continue
         split_examples[split] = itertools.chain([first], iterator)
-        if channels is None:
+        if channels is None and not isinstance(first["image"], bytes):
             channels = images.as_hwc(first["image"]).shape[2]
-    if channels is None:
+    if not split_examples:
         raise ValueError("write_dataset needs at least one example.")
-    return channels
+    return channels or 0
 
 
 def _file_entries(directory: Path, checksums: bool) -> dict[str, dict[str, Any]]:
@@ -240,13 +246,18 @@ def write_dataset(
     version: str = DEFAULT_VERSION,
     description: str = "",
     class_names: Sequence[str] | None = None,
+    channels: int | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> Path:
     """Writes `split_examples` (train/dev/dev_test/test) atomically; returns the dataset directory.
 
-    Examples are PNG-encoded here. A previous build of the same version is replaced only once
-    the new one is complete, so a failure at any point leaves no half-built dataset behind.
+    Array images are PNG-encoded here; `bytes` images are stored as they are, so they must
+    already match `channels` (see `images.normalise_encoded`), which is then required.
+    `metadata` (JSON-able facts about the dataset) is kept in the manifest. A previous build of
+    the same version is replaced only once the new one is complete, so a failure at any point
+    leaves no half-built dataset behind.
     """
-    from tqdm.auto import tqdm
+    from nevis import progress as progress_lib  # throttled when stderr is not a terminal
 
     if spec.num_classes is None or spec.num_classes < 1:
         raise ValueError(f"{spec.key}: num_classes must be known to write a dataset.")
@@ -260,7 +271,10 @@ def write_dataset(
         raise ValueError(f"{spec.key}: {len(class_names)} class names for {spec.num_classes}.")
     root = resolve_data_dir(data_dir)
     examples = {s: split_examples[s] for s in STORED_SPLITS if s in split_examples}
-    channels = _peek(examples)
+    peeked = _peek(examples)
+    channels = channels or peeked
+    if not channels:
+        raise ValueError(f"{spec.key}: give `channels` when images are encoded bytes.")
     lengths = [len(v) if hasattr(v, "__len__") else None for v in split_examples.values()]
     total = None if None in lengths else sum(lengths)
 
@@ -270,7 +284,7 @@ def write_dataset(
     build_dir.mkdir(parents=True)
     final = root / spec.key / version
     try:
-        with tqdm(total=total, desc=spec.key, unit="ex", disable=not progress) as bar:
+        with progress_lib.bar(total=total, desc=spec.key, unit="ex", enabled=progress) as bar:
             builder = _make_builder(
                 spec,
                 version,
@@ -288,12 +302,15 @@ def write_dataset(
             "format": FORMAT_VERSION,
             "key": spec.key,
             "name": spec.name,
+            "year": spec.year,
+            "source": spec.source,
             "version": version,
             "kind": str(spec.kind),
             "num_classes": spec.num_classes,
             "channels": channels,
             "splits": {s: builder.info.splits[s].num_examples for s in examples},
             "files": _file_entries(built, checksums=True),
+            "metadata": dict(metadata or {}),
         }
         (built / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -335,6 +352,19 @@ def is_prepared(
     """Whether a complete build of `key` (any version, or `version`) exists in `data_dir`."""
     dirs = _version_dirs(key, resolve_data_dir(data_dir))
     return any((p / MANIFEST).is_file() for p in dirs if version in (None, p.name))
+
+
+def stored_manifest(
+    key: str, data_dir: str | os.PathLike | None = None, *, version: str | None = None
+) -> dict[str, Any] | None:
+    """The manifest of the newest complete build of `key` (or of `version`), or None."""
+    dirs = [p for p in _version_dirs(key, resolve_data_dir(data_dir)) if version in (None, p.name)]
+    for path in reversed(dirs):
+        try:
+            return json.loads((path / MANIFEST).read_text())
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from nevis.streams.catalog import CatalogEntry, full_stream, variants
-from nevis.tasks import PREDICTION_SPLITS, TaskSpec
+from nevis.tasks import PREDICTION_SPLITS, TaskKind, TaskSpec
 
 __all__ = [
     "Event",
@@ -48,7 +48,7 @@ NEVIS_VARIANTS = (
     "major_domain_only",
     "large_dataset_only",
 )
-STREAM_NAMES = ("embedded",) + NEVIS_VARIANTS
+STREAM_NAMES = ("embedded", "prepared") + NEVIS_VARIANTS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +88,45 @@ def _embedded_entries() -> list[CatalogEntry]:
     return [CatalogEntry(i + 1, t.year, t, "") for i, t in enumerate(EMBEDDED_TASKS)]
 
 
+def _prepared_entries(tasks: Sequence[str], data_dir) -> list[CatalogEntry]:
+    """Any prepared datasets, in the order given (`--stream=prepared`)."""
+    from nevis.data import storage
+
+    if not tasks:
+        raise ValueError("stream 'prepared' needs its datasets: --config.stream.tasks=KEY[,KEY…] "
+                         "(keys prepared with `python -m nevis.prepare`).")
+    entries, missing = [], []
+    for i, key in enumerate(tasks):
+        manifest = storage.stored_manifest(key, data_dir)
+        if manifest is None:
+            missing.append(key)
+            continue
+        spec = TaskSpec(key, manifest["name"], int(manifest.get("year", 0)),
+                        TaskKind(manifest["kind"]), int(manifest["num_classes"]),
+                        manifest.get("source", "custom"))
+        entries.append(CatalogEntry(i + 1, spec.year, spec, ""))
+    if missing:
+        where = storage.resolve_data_dir(data_dir)
+        raise ValueError(f"stream 'prepared': {', '.join(missing)} not prepared in {where}; "
+                         "prepare them with `python -m nevis.prepare --dataset=...`.")
+    return entries
+
+
+def _with_stored_counts(entries: list[CatalogEntry], data_dir) -> list[CatalogEntry]:
+    """Fills class counts the catalog leaves blank (computed at extraction) from manifests."""
+    from nevis.data import storage
+
+    out = []
+    for entry in entries:
+        if entry.task.num_classes is None:
+            manifest = storage.stored_manifest(entry.task.key, data_dir)
+            if manifest is not None:
+                task = dataclasses.replace(entry.task, num_classes=int(manifest["num_classes"]))
+                entry = dataclasses.replace(entry, task=task)
+        out.append(entry)
+    return out
+
+
 def make_stream(
     name: str,
     *,
@@ -95,17 +134,23 @@ def make_stream(
     prediction_splits: Sequence[str] = ("dev_test",),
     final_evaluation: bool = True,
     tasks: Sequence[str] = (),
+    data_dir=None,
 ) -> Stream:
     """Builds a stream by name; `tasks` restricts it to those dataset keys (in stream order).
 
     `stop_year` keeps only years strictly before it (NEVIS'22 uses 2020 for development and
-    2022 for the full stream); None keeps every year.
+    2022 for the full stream); None keeps every year. Class counts the catalog leaves blank are
+    read from the datasets prepared in `data_dir` (default: $NEVIS_DATA_DIR, ~/.nevis/data).
+    Stream `prepared` is any prepared datasets, listed in `tasks`, in that order.
     """
     name = name.lower()
     if name == "embedded":
         entries = _embedded_entries()
+    elif name == "prepared":
+        entries = _prepared_entries(tasks, data_dir)
     elif name in NEVIS_VARIANTS:
         entries = list(variants()[name]) if name != "full" else list(full_stream())
+        entries = _with_stored_counts(entries, data_dir)
     else:
         raise _choices_error("stream", name, STREAM_NAMES)
     for split in prediction_splits:

@@ -22,16 +22,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data_dir", default=None, help="default: $NEVIS_DATA_DIR or ~/.nevis/data"
     )
+    parser.add_argument("--tasks", default="", help="comma-separated keys (stream 'prepared')")
     args = parser.parse_args(argv)
+    data_dir = storage.resolve_data_dir(args.data_dir)
     try:
-        stream = make_stream(args.stream, stop_year=args.stop_year)
+        stream = make_stream(args.stream, stop_year=args.stop_year, data_dir=data_dir,
+                             tasks=[t for t in args.tasks.split(",") if t])
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    data_dir = Path(args.data_dir) if args.data_dir else storage.default_data_dir()
     rows = [("#", "year", "key", "name", "classes", "kind", "source", "data")]
     for i, (task, year) in enumerate(zip(stream.tasks, stream.years, strict=True), 1):
-        prepared = storage.is_prepared(task.key, data_dir)
         rows.append(
             (
                 str(i),
@@ -41,18 +42,28 @@ def main(argv: list[str] | None = None) -> int:
                 str(task.num_classes or "?"),
                 task.kind.value,
                 task.source,
-                "prepared" if prepared else "not prepared",
+                _status(task.key, data_dir),
             )
         )
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
-    missing = len({t.key for t in stream.tasks if not storage.is_prepared(t.key, data_dir)})
+    missing = [t.key for t in stream.unique_tasks() if not storage.is_prepared(t.key, data_dir)]
     print(
         f"\n{len(stream.tasks)} tasks ({len(stream.unique_tasks())} distinct datasets), "
-        f"{missing} not prepared in {data_dir}."
+        f"{len(missing)} not prepared in {data_dir}."
     )
+    if missing and stream.name != "embedded":
+        print(f"Prepare them with: python -m nevis.prepare --stream={stream.name}")
     return 0
+
+
+def _status(key: str, data_dir: Path) -> str:
+    manifest = storage.stored_manifest(key, data_dir)
+    if manifest is None:
+        return "not prepared"
+    verified = manifest.get("metadata", {}).get("sources_verified", True)
+    return "ready" if verified else "ready (unverified)"
 
 
 if __name__ == "__main__":
