@@ -22,7 +22,7 @@ def get_config() -> ConfigDict:
     config.image_size = 32
     config.batch_size = 64
     config.eval_batch_size = 256
-    config.epochs = 15  # per task; the step count is clipped to [min_steps, max_steps]
+    config.epochs = 15  # per task; steps = epochs clipped to [min_steps, max_steps] (max wins)
     config.min_steps = 150
     config.max_steps = 500
     config.eval_every = 100

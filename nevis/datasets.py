@@ -34,11 +34,13 @@ class DataAccess:
                 missing.append(task)
         if missing:
             lines = [f"  {t.key:28s} {t.name} ({t.year}, source: {t.source})" for t in missing]
+            keys = ",".join(t.key for t in missing)
             raise MissingDataError(
                 f"{len(missing)} dataset(s) of stream {stream.name!r} are not prepared in "
                 f"{self.data_dir}:\n" + "\n".join(lines) + "\nPrepare them with "
-                "`python -m nevis.data.prepare --dataset=KEY`, or pick another data directory "
-                "with --data_dir / $NEVIS_DATA_DIR."
+                f"`python -m nevis.prepare --dataset={keys} --data_dir={self.data_dir}` "
+                "(it reports what each needs), or pick another data directory with "
+                "--data_dir / $NEVIS_DATA_DIR."
             )
         for task in stream.unique_tasks():
             for split in ("train", "dev", *stream.prediction_splits):

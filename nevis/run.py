@@ -118,6 +118,7 @@ def _main(argv: list[str]) -> None:
 
     config = FLAGS.config
     sc = config.stream
+    data_dir = Path(FLAGS.data_dir).expanduser() if FLAGS.data_dir else default_data_dir()
     try:
         stream = make_stream(
             sc.name,
@@ -125,6 +126,7 @@ def _main(argv: list[str]) -> None:
             prediction_splits=tuple(sc.prediction_splits),
             final_evaluation=sc.final_evaluation,
             tasks=[t for t in str(sc.tasks).split(",") if t],
+            data_dir=data_dir,  # class counts computed at extraction come from the manifests
         )
         learner = make_learner(config.learner)
     except ValueError as e:
@@ -148,7 +150,6 @@ def _main(argv: list[str]) -> None:
     label = Path(FLAGS.learner).stem  # the config's name, e.g. deq or deq_fixed_start
     workdir = Path(FLAGS.workdir or output_dir / f"{label}-{stream.name}")
     workdir = workdir.expanduser().absolute()
-    data_dir = Path(FLAGS.data_dir).expanduser() if FLAGS.data_dir else default_data_dir()
     if FLAGS.overwrite and workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)

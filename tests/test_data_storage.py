@@ -13,7 +13,7 @@ import pytest
 from nevis.data import storage, testing
 from nevis.tasks import TaskKind
 
-REBUILD = "python -m nevis.data.prepare --dataset={} --force"
+REBUILD = "python -m nevis.prepare --dataset={} --force"
 
 
 @pytest.fixture(scope="module")

@@ -89,9 +89,12 @@ def test_empty_class_folder_names_the_folder(tmp_path, capsys):
     assert "failed" in out and str(folder / "ferret") in out and "holds no image" in out
 
 
-def test_undecodable_image_names_the_file(tmp_path, capsys):
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_undecodable_image_names_the_file(tmp_path, capsys, damage):
     folder = _image_folder(tmp_path / "pets", {"cat": 8, "dog": 8})
-    (folder / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    good = fixtures.image_bytes(np.random.default_rng(9), "JPEG", (120, 120))
+    data = b"\xff\xd8\xff\xe0 this is not a jpeg" if damage == "garbage" else good[:-300]
+    (folder / "dog" / "broken.jpg").write_bytes(data)
     assert prepare.main(_args(tmp_path, f"--dataset=folder:{folder}")) == prepare.EXIT_NOT_READY
     out = capsys.readouterr().out
     assert "broken.jpg" in out and "cannot decode" in out

@@ -71,11 +71,15 @@ def normalise_encoded(data: bytes, channels: int, max_side: int | None = None) -
     preparation about as fast as decoding.
     """
     pil = Image.open(io.BytesIO(data))
-    pil.load()
     mode = "L" if channels == 1 else "RGB"
     too_big = max_side is not None and max(pil.size) > max_side
     if pil.format in ("PNG", "JPEG") and pil.mode == mode and not too_big:
+        # Decoded only to prove the data whole: a JPEG at 1/8 scale still reads every
+        # entropy-coded block (truncation and corruption raise) but skips most of the work.
+        pil.draft(mode, (max(1, pil.size[0] // 8), max(1, pil.size[1] // 8)))
+        pil.load()
         return data
+    pil.load()
     if pil.mode != mode:
         if pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info):
             pil = pil.convert("RGBA")  # composite onto white rather than black

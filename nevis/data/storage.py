@@ -59,7 +59,7 @@ class DatasetError(Exception):
 
     def __init__(self, dataset: str, reason: str):
         self.dataset = dataset
-        self.rebuild_command = f"python -m nevis.data.prepare --dataset={dataset} --force"
+        self.rebuild_command = f"python -m nevis.prepare --dataset={dataset} --force"
         super().__init__(f"Dataset '{dataset}': {reason}. Rebuild it with: {self.rebuild_command}")
 
 

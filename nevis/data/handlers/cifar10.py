@@ -1,0 +1,21 @@
+"""CIFAR-10 (Krizhevsky 2009): 32×32 colour images, 10 classes.
+
+TFDS `cifar10` 3.0.2 (train 50,000 / test 10,000). Recipe: TFDS train → 70/15/15
+train/dev/dev_test (index order); TFDS test → test.
+"""
+
+from __future__ import annotations
+
+from nevis.data.handlers.tfds_backed import Label, TfdsHandler, train_fractions
+
+HANDLER = TfdsHandler(
+    key="cifar10",
+    name="CIFAR 10",
+    year=2009,
+    tfds_name="cifar10",
+    tfds_version="3.0.2",
+    recipe=train_fractions(0.7, 0.15),
+    label=Label("label"),
+    homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
+    num_classes=10,
+)
