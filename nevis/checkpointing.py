@@ -6,12 +6,32 @@ run killed at any moment resumes from the last complete save.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+# orbax warnings that every save of ours triggers and that mean nothing is wrong; they would
+# put a line per checkpoint in a run's log. Other warnings are kept.
+HARMLESS_ORBAX_WARNINGS = (
+    # A save whose tree holds no arrays (the learner state before its first task).
+    "Skipping merge of OCDBT checkpoints: No per-process OCDBT checkpoint subdirs found",
+)
+
+
+class _DropHarmless(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in HARMLESS_ORBAX_WARNINGS)
+
+
+def _quiet_orbax() -> None:
+    absl_logger = logging.getLogger("absl")  # orbax logs through absl
+    if not any(isinstance(f, _DropHarmless) for f in absl_logger.filters):
+        absl_logger.addFilter(_DropHarmless())
 
 
 def _abstract(tree: Any) -> Any:
@@ -25,6 +45,7 @@ def _savable(tree: Any) -> Any:
 
 class Checkpointer:
     def __init__(self, directory: Path):
+        _quiet_orbax()
         self._manager = ocp.CheckpointManager(
             Path(directory).absolute(),
             options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True),

@@ -26,11 +26,12 @@ from nevis.datasets import DataAccess
 from nevis.learners.base import (
     Learner,
     PredictContext,
+    Prediction,
     ResourceUsage,
     TrainContext,
 )
 from nevis.streams import PredictionEvent, Stream, TrainingEvent
-from nevis.tasks import TaskKind
+from nevis.tasks import TaskKind, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,125 @@ class RunOptions:
     show_progress: bool = True
 
 
-def _label_key(kind: TaskKind) -> str:
-    return "label" if kind == TaskKind.SINGLE_LABEL else "labels"
+_TARGET_CHUNK = 1024  # records read at a time when collecting a split's labels
+
+
+class EventFailure(Exception):
+    """A prediction event's output cannot be scored (non-finite, wrong shape, bad coverage)."""
+
+
+def _ranges(indices: np.ndarray, limit: int = 8) -> str:
+    """Sorted indices as compact ranges, e.g. "3, 40..63" (at most `limit` ranges shown)."""
+    breaks = np.flatnonzero(np.diff(indices) != 1)
+    starts = np.r_[indices[:1], indices[breaks + 1]]
+    ends = np.r_[indices[breaks], indices[-1:]]
+    parts = [f"{a}" if a == b else f"{a}..{b}" for a, b in zip(starts, ends, strict=True)]
+    more = f", … ({len(parts) - limit} more ranges)" if len(parts) > limit else ""
+    return ", ".join(parts[:limit]) + more
+
+
+class _EventScorer:
+    """Scores one prediction event from `Prediction`s, looking each row's label up by index.
+
+    Main logits that are not finite, do not match their index/mask, or do not cover the split
+    exactly once raise EventFailure. Diagnostics never fail the scored prediction; a problem
+    with one is named in `diagnostic_failures` instead: `extra_logits` that are not finite or
+    have the wrong shape are left out whole; a per-example score's non-finite values are left
+    out of its event mean (and kept, as NaN, in the per-example file).
+    """
+
+    def __init__(self, task: TaskSpec, split: str, learner: str, targets: np.ndarray):
+        self.task, self.split, self.learner, self.targets = task, split, learner, targets
+        self.n = len(targets)
+        self.seen = np.zeros(self.n, bool)
+        self.main = metrics.init(task.kind, task.num_classes)
+        self.extras: dict[str, metrics.State] = {}
+        self.scores: dict[str, list[np.ndarray]] = collections.defaultdict(list)
+        self.diagnostic_failures: dict[str, str] = {}
+        self.batches = 0
+
+    def _fail(self, what: str) -> EventFailure:
+        return EventFailure(
+            f"learner {self.learner!r} {what} ({self.task.key}/{self.split}, "
+            f"prediction {self.batches})"
+        )
+
+    def _diagnostic_failed(self, name: str, reason: str) -> None:
+        self.diagnostic_failures[name] = f"{reason} (prediction {self.batches})"
+        self.extras.pop(name, None)
+        self.scores.pop(name, None)
+
+    def add(self, prediction: Prediction) -> None:
+        # Collective in a multi-process run (every process handles the same predictions).
+        rows = parallel.gather_rows({"index": np.asarray(prediction.index),
+                                     "mask": np.asarray(prediction.mask)})
+        index, mask = np.asarray(rows["index"]).astype(np.int64), np.asarray(rows["mask"], bool)
+        logits = np.asarray(prediction.logits)
+        if index.ndim != 1 or mask.shape != index.shape or logits.shape[:1] != index.shape:
+            raise self._fail(
+                f"returned logits {logits.shape} for index {index.shape} and mask {mask.shape};"
+                " pass each batch's index and mask through unchanged, one logits row per row"
+            )
+        picked = index[mask]
+        if picked.size and (picked.min() < 0 or picked.max() >= self.n):
+            raise self._fail(f"predicted indices outside the split's range 0..{self.n - 1}")
+        unique, counts = np.unique(picked, return_counts=True)
+        repeated = np.union1d(unique[counts > 1], picked[self.seen[picked]])
+        if repeated.size:
+            raise self._fail(f"predicted example(s) more than once: indices {_ranges(repeated)}")
+        labels = self.targets[np.where(mask, index, 0)]
+        try:
+            self.main = metrics.update(self.main, labels, logits, mask, index)
+        except (ValueError, FloatingPointError) as e:
+            raise self._fail(f"gave unusable logits: {str(e).rstrip('.')}") from e
+        self.seen[picked] = True
+        for name, extra in prediction.extra_logits.items():
+            if name in self.diagnostic_failures:
+                continue
+            state = self.extras.get(name, metrics.init(self.task.kind, self.task.num_classes))
+            try:
+                self.extras[name] = metrics.update(state, labels, extra, mask, index)
+            except (ValueError, FloatingPointError) as e:
+                self._diagnostic_failed(name, str(e).rstrip("."))
+        for name, value in prediction.scores.items():
+            if name in self.diagnostic_failures:
+                continue
+            value = np.asarray(value)
+            if value.shape[:1] != mask.shape:
+                self._diagnostic_failed(name, f"shape {value.shape}, expected ({len(mask)}, …)")
+            else:
+                self.scores[name].append(value[mask])
+        self.batches += 1
+
+    def check_complete(self) -> None:
+        missing = np.flatnonzero(~self.seen)
+        if missing.size:
+            raise EventFailure(
+                f"learner {self.learner!r} predicted {self.n - missing.size} of {self.n} "
+                f"examples of {self.task.key}/{self.split}; missing indices {_ranges(missing)}"
+            )
+
+    def results(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(the event's scalar metrics, its per-example arrays), diagnostics included."""
+        scalars: dict[str, Any] = dict(metrics.result(self.main))
+        per_example = dict(metrics.per_example(self.main))
+        for name, state in self.extras.items():
+            scalars.update({f"{name}/{k}": v for k, v in metrics.result(state).items()
+                            if k != "num_examples"})
+            if self.task.kind == TaskKind.SINGLE_LABEL:
+                per_example[f"{name}/correct"] = metrics.per_example(state)["correct"]
+        for name, parts in self.scores.items():
+            values = np.concatenate(parts)
+            per_example[name] = values
+            finite = np.isfinite(values)
+            if not finite.all():
+                self.diagnostic_failures[name] = (
+                    f"{int((~finite).sum())} of {len(values)} per-example values are not finite;"
+                    f" left out of scores/{name}"
+                )
+            if finite.any():
+                scalars[f"scores/{name}"] = float(values[finite].mean())
+        return scalars, per_example
 
 
 class _Loop:
@@ -55,6 +173,7 @@ class _Loop:
         self.is_writer = jax.process_index() == 0
         (self.workdir / "predictions").mkdir(parents=True, exist_ok=True)
         self.checkpointer = Checkpointer(self.workdir / "checkpoints")
+        self._split_targets: dict[tuple[str, str], np.ndarray] = {}
 
     # -- events ------------------------------------------------------------------------------
 
@@ -70,6 +189,7 @@ class _Loop:
             if not pending["resume"]:
                 return None
             pending["resume"] = False
+            pending["restored"] = True
             log.info("Resuming event %d (%s) from its mid-event checkpoint.", index,
                      event.task.key)
             return self.checkpointer.restore_mid_event(template), meta.get("mid_event_notes", {})
@@ -85,18 +205,32 @@ class _Loop:
             show_progress=self.options.show_progress,
         )
         out = self.learner.train(event, state, ctx)
+        info = dict(out.info)
+        # The step a mid-task checkpoint resumed training at, 0 for a task trained from its
+        # start (None: restored, but the learner did not say from which step).
+        info.setdefault("resumed_from_step", None if pending.get("restored") else 0)
         record = {
             "event": "train",
             "resources": out.resources.as_dict(),
-            "info": dict(out.info),
+            "info": info,
             "status": "diverged" if out.info.get("diverged_at_step") else "ok",
         }
         return out.state, record
 
+    def _targets(self, task, split: str, source) -> np.ndarray:
+        """The split's labels by example index, read once per split without decoding images."""
+        key = (task.key, split)
+        if key not in self._split_targets:
+            rows: list = []
+            for start in range(0, len(source), _TARGET_CHUNK):
+                chunk = range(start, min(start + _TARGET_CHUNK, len(source)))
+                rows.extend(source.targets(r) for r in source.read_records(chunk))
+            self._split_targets[key] = np.asarray(rows)
+        return self._split_targets[key]
+
     def _predict(self, index: int, event: PredictionEvent, state) -> tuple[dict, ResourceUsage]:
         task = event.task
         source = self.data.open(task, event.split)
-        labels_queue: collections.deque = collections.deque()
 
         def label_free_batches(batch_size: int, image_size: int) -> Iterator[dict]:
             it = loader.batches(
@@ -105,8 +239,6 @@ class _Loop:
                 process_count=jax.process_count(),
             )
             for batch in it:
-                targets = {k: v for k, v in batch.items() if k != "image"}
-                labels_queue.append(parallel.gather_rows(targets))
                 yield {"image": batch["image"], "index": batch["index"], "mask": batch["mask"]}
 
         ctx = PredictContext(
@@ -116,44 +248,27 @@ class _Loop:
             process_index=jax.process_index(),
             process_count=jax.process_count(),
         )
+        scorer = _EventScorer(task, event.split, self.learner.name,
+                              self._targets(task, event.split, source))
         out = self.learner.predict(event, state, ctx)
-        main = metrics.init(task.kind, task.num_classes)
-        extras: dict[str, metrics.State] = {}
-        scores: dict[str, list[np.ndarray]] = collections.defaultdict(list)
-        key = _label_key(task.kind)
         record: dict[str, Any] = {"event": "predict", "status": "ok"}
         try:
             for prediction in out.predictions:
-                if not labels_queue:
-                    raise RuntimeError(
-                        f"Learner {self.learner.name!r} yielded more predictions than batches."
-                    )
-                t = labels_queue.popleft()
-                main = metrics.update(main, t[key], prediction.logits, t["mask"], t["index"])
-                for name, logits in prediction.extra_logits.items():
-                    extras.setdefault(name, metrics.init(task.kind, task.num_classes))
-                    extras[name] = metrics.update(extras[name], t[key], logits, t["mask"],
-                                                  t["index"])
-                for name, value in prediction.scores.items():
-                    scores[name].append(np.asarray(value)[t["mask"]])
-            record["metrics"] = metrics.result(main)
-        except FloatingPointError as e:
-            record.update(status="failed", reason=f"{e} (task {task.key}, split {event.split})")
-            log.warning("Event %d: %s", index, record["reason"])
+                scorer.add(prediction)
+            scorer.check_complete()
+        except EventFailure as e:
+            close = getattr(out.predictions, "close", None)
+            if close is not None:
+                close()
+            record.update(status="failed", reason=str(e),
+                          metrics=metrics.failure_result(task.kind, len(source)))
+            log.warning("Event %d failed (scored as error %.0f): %s", index,
+                        metrics.FAILED_ERROR, e)
             return record, out.resources
-        for name, state_ in extras.items():
-            record["metrics"].update(
-                {f"{name}/{k}": v for k, v in metrics.result(state_).items() if k != "num_examples"}
-            )
-        per_example = {k: v for k, v in metrics.per_example(main).items()}
-        for name, parts in scores.items():
-            values = np.concatenate(parts)
-            per_example[name] = values
-            finite = values[np.isfinite(values)]
-            record["metrics"][f"scores/{name}"] = float(finite.mean()) if finite.size else None
-        for name, state_ in extras.items():
-            if task.kind == TaskKind.SINGLE_LABEL:
-                per_example[f"{name}/correct"] = metrics.per_example(state_)["correct"]
+        record["metrics"], per_example = scorer.results()
+        if scorer.diagnostic_failures:
+            record["diagnostic_failures"] = dict(scorer.diagnostic_failures)
+            log.warning("Event %d: diagnostics left out: %s", index, scorer.diagnostic_failures)
         if self.is_writer:
             name = f"event_{index:04d}_{task.key}_{event.split}.npz"
             results.save_per_example(self.workdir / "predictions" / name, per_example)
@@ -183,7 +298,8 @@ class _Loop:
                 continue
             t0 = time.perf_counter()
             task = event.task
-            base = {"event_index": index, "task": task.key, "name": task.name,
+            base = {"schema_version": results.SCHEMA_VERSION, "event_index": index,
+                    "task": task.key, "name": task.name,
                     "year": event.year, "kind": task.kind.value, "split": None, "final": False}
             if isinstance(event, TrainingEvent):
                 state, record = self._train(index, event, state, meta)
@@ -215,18 +331,24 @@ class _Loop:
 
 
 def build_summary(stream: Stream, records, resources: ResourceUsage, num_events: int) -> dict:
+    """summary.json; every field is documented in WORKSPACE.md ("Result files")."""
     ok = [r for r in records if r["status"] == "ok"]
     predictions = [r for r in ok if r["event"] == "predict"]
     summary: dict[str, Any] = {
+        "schema_version": results.SCHEMA_VERSION,
         "stream": stream.name,
         "complete": len(records) == num_events,
         "events_completed": len(records),
         "events_total": num_events,
-        "splits": metrics.stream_summary(ok),
+        "splits": metrics.stream_summary(records),  # failed events count as error 1
         "resources": resources.as_dict(),
         "failed_events": [
             {k: r.get(k) for k in ("event_index", "task", "split", "status", "reason")}
             for r in records if r["status"] != "ok"
+        ],
+        "diagnostic_failures": [
+            {k: r.get(k) for k in ("event_index", "task", "split", "diagnostic_failures")}
+            for r in records if r.get("diagnostic_failures")
         ],
         "diverged_tasks": {
             r["task"]: r["info"].get("diverged_at_step") for r in records

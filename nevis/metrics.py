@@ -140,6 +140,31 @@ def multi_label(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     }
 
 
+FAILED_ERROR = 1.0  # what a failed prediction event scores in every average
+
+
+def failure_result(kind: TaskKind | str, num_examples: int) -> dict[str, float]:
+    """The scalar metrics a failed prediction event counts with: error 1, accuracy or mAP 0.
+
+    A learner that produced no usable predictions for a split achieved nothing on it; scoring
+    it as if it had never been asked would flatter a learner that diverges on hard tasks.
+    """
+    out: dict[str, float] = {"num_examples": int(num_examples), "error": FAILED_ERROR}
+    if TaskKind(kind) == TaskKind.SINGLE_LABEL:
+        out.update(top_one_accuracy=0.0, top_five_accuracy=0.0, top_one_correct=0)
+    else:
+        out.update(mean_average_precision=0.0)
+    return out
+
+
+def scored_metrics(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The metrics a prediction record counts with in stream averages (see failure_result)."""
+    if record["status"] == "ok":
+        return record["metrics"]
+    num_examples = (record.get("metrics") or {}).get("num_examples", 0)
+    return failure_result(record["kind"], num_examples)
+
+
 def _mean(values: Iterable[float]) -> float | None:
     values = list(values)
     return float(np.mean(values)) if values else None
@@ -151,40 +176,47 @@ def stream_summary(records: list[Mapping[str, Any]]) -> dict[str, Any]:
     The headline `stream_error` is the uniform mean of per-event errors (repeats count once
     per occurrence, as in the reference); `unique_task_error` counts each dataset once, at its
     latest training. Forgetting compares the final re-evaluation with the score right after the
-    task's (last) training.
+    task's (last) training. A failed prediction event (status other than "ok") counts in every
+    average with error 1 and accuracy / mAP 0 (`failure_result`);
+    `stream_error_successful_only` is the mean over the successful events alone.
     """
     summary: dict[str, Any] = {}
     predictions = [r for r in records if r["event"] == "predict"]
     for split in sorted({r["split"] for r in predictions}):
-        during = [r for r in predictions if r["split"] == split and not r["final"]]
-        final = [r for r in predictions if r["split"] == split and r["final"]]
-        single = [r for r in during if r["kind"] == TaskKind.SINGLE_LABEL]
-        multi = [r for r in during if r["kind"] == TaskKind.MULTI_LABEL]
-        latest = {r["task"]: r for r in during}
+        # (record, the metrics it counts with) in stream order.
+        during = [(r, scored_metrics(r)) for r in predictions
+                  if r["split"] == split and not r["final"]]
+        final = [(r, scored_metrics(r)) for r in predictions if r["split"] == split and r["final"]]
+        single = [m for r, m in during if r["kind"] == TaskKind.SINGLE_LABEL]
+        multi = [m for r, m in during if r["kind"] == TaskKind.MULTI_LABEL]
+        latest = {r["task"]: m for r, m in during}
+        pooled_total = sum(m["num_examples"] for m in single)
         out: dict[str, Any] = {
             "num_events": len(during),
-            "stream_error": _mean(r["metrics"]["error"] for r in during),
-            "unique_task_error": _mean(r["metrics"]["error"] for r in latest.values()),
-            "average_single_label_accuracy": _mean(
-                r["metrics"]["top_one_accuracy"] for r in single
+            "num_failed_events": sum(r["status"] != "ok" for r, _ in during),
+            "stream_error": _mean(m["error"] for _, m in during),
+            "stream_error_successful_only": _mean(
+                m["error"] for r, m in during if r["status"] == "ok"
             ),
+            "unique_task_error": _mean(m["error"] for m in latest.values()),
+            "average_single_label_accuracy": _mean(m["top_one_accuracy"] for m in single),
             "pooled_single_label_accuracy": (
-                sum(r["metrics"]["top_one_correct"] for r in single)
-                / sum(r["metrics"]["num_examples"] for r in single)
-                if single
+                sum(m["top_one_correct"] for m in single) / pooled_total
+                if pooled_total
                 else None
             ),
             "average_multi_label_mean_average_precision": _mean(
-                r["metrics"]["mean_average_precision"] for r in multi
+                m["mean_average_precision"] for m in multi
             ),
         }
         if final:
             forgetting = {
-                r["task"]: r["metrics"]["error"] - latest[r["task"]]["metrics"]["error"]
-                for r in final
+                r["task"]: m["error"] - latest[r["task"]]["error"]
+                for r, m in final
                 if r["task"] in latest
             }
-            out["final_stream_error"] = _mean(r["metrics"]["error"] for r in final)
+            out["num_failed_final_events"] = sum(r["status"] != "ok" for r, _ in final)
+            out["final_stream_error"] = _mean(m["error"] for _, m in final)
             out["average_forgetting"] = _mean(forgetting.values())
             out["forgetting"] = forgetting
         summary[split] = out

@@ -15,7 +15,15 @@ from typing import Any
 
 import numpy as np
 
-TIMING_KEYS = ("seconds", "train_seconds")
+# Version of the layout of summary.json and of events.jsonl records (documented in
+# WORKSPACE.md, "Result files"). 2: failed events count as error 1 in every average;
+# `schema_version`, `stream_error_successful_only`, `diagnostic_failures`, `resumed_from_step`.
+SCHEMA_VERSION = 2
+TIMING_KEYS = ("seconds", "train_seconds", "steady_steps_per_second")  # wall-clock dependent
+# Train-event `info` keys that describe how this particular process ran the event, like
+# timing: they legitimately differ between a resumed and an uninterrupted run, and are kept
+# out of summary.json.
+RUN_HISTORY_KEYS = ("resumed_from_step",)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -124,6 +132,13 @@ def format_run(workdir: Path) -> str:
             f" | final error {_fmt(s.get('final_stream_error'))}"
             f" | forgetting {_fmt(s.get('average_forgetting'))}"
         )
+        if s.get("num_failed_events") or s.get("num_failed_final_events"):
+            lines.append(
+                f"[{split}] {s.get('num_failed_events', 0)} failed event(s) scored as error 1"
+                f" (+{s.get('num_failed_final_events', 0)} in the final evaluation);"
+                f" stream error over successful events only:"
+                f" {_fmt(s.get('stream_error_successful_only'))}"
+            )
     for name, d in summary.get("diagnostics", {}).items():
         lines.append(
             f"mean {name}: {_fmt(d['mean'])}"
@@ -140,6 +155,11 @@ def format_run(workdir: Path) -> str:
         lines.append(f"diverged tasks (step): {summary['diverged_tasks']}")
     if summary["failed_events"]:
         lines.append(f"failed events: {len(summary['failed_events'])} (see summary.json)")
+    if summary.get("diagnostic_failures"):
+        lines.append(
+            f"events with a failed diagnostic: {len(summary['diagnostic_failures'])}"
+            " (left out of the diagnostics; see summary.json)"
+        )
     if not summary["complete"]:
         lines.append(f"INCOMPLETE: {summary['events_completed']}/{summary['events_total']}")
     lines.append(f"results: {workdir}")

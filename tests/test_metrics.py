@@ -64,14 +64,15 @@ def test_update_masks_padding_and_validates():
     metrics.update(state, np.array([0]), np.array([[np.nan, 0]]), np.zeros(1, bool), np.arange(1))
 
 
-def _record(task, error, *, final=False, kind="single_label", n=10, split="dev_test"):
+def _record(task, error, *, final=False, kind="single_label", n=10, split="dev_test",
+            status="ok"):
     m = {"error": error, "num_examples": n}
     if kind == "single_label":
         m.update(top_one_accuracy=1 - error, top_one_correct=round((1 - error) * n))
     else:
         m.update(mean_average_precision=1 - error)
     return {"event": "predict", "task": task, "split": split, "final": final, "kind": kind,
-            "metrics": m}
+            "metrics": m, "status": status}
 
 
 def test_stream_summary():
@@ -92,3 +93,34 @@ def test_stream_summary():
     assert s["forgetting"] == pytest.approx({"a": 0.2, "b": 0.0})
     assert s["final_stream_error"] == pytest.approx(0.25)
     assert math.isclose(s["average_forgetting"], 0.1)
+
+
+def test_failed_events_count_as_error_one_in_every_average():
+    # A failed record's stored metrics are ignored: it counts as error 1, accuracy/mAP 0.
+    records = [
+        _record("a", 0.2, n=10),
+        _record("b", 0.0, kind="multi_label", status="failed"),
+        _record("c", 0.0, n=30, status="failed"),
+        _record("a", 0.4, final=True),
+        _record("b", 0.1, final=True, kind="multi_label"),
+        _record("c", 0.0, final=True, n=30, status="failed"),
+    ]
+    s = metrics.stream_summary(records)["dev_test"]
+    assert s["num_events"] == 3 and s["num_failed_events"] == 2
+    assert s["stream_error"] == pytest.approx((0.2 + 1 + 1) / 3)
+    assert s["stream_error_successful_only"] == pytest.approx(0.2)
+    assert s["unique_task_error"] == pytest.approx((0.2 + 1 + 1) / 3)
+    assert s["average_single_label_accuracy"] == pytest.approx(0.8 / 2)
+    assert s["pooled_single_label_accuracy"] == pytest.approx(8 / 40)
+    assert s["average_multi_label_mean_average_precision"] == 0.0
+    assert s["num_failed_final_events"] == 1
+    assert s["final_stream_error"] == pytest.approx((0.4 + 0.1 + 1) / 3)
+    assert s["forgetting"] == pytest.approx({"a": 0.2, "b": -0.9, "c": 0.0})
+
+
+def test_failure_result():
+    single = metrics.failure_result(TaskKind.SINGLE_LABEL, 7)
+    assert single == {"num_examples": 7, "error": 1.0, "top_one_accuracy": 0.0,
+                      "top_five_accuracy": 0.0, "top_one_correct": 0}
+    multi = metrics.failure_result("multi_label", 3)
+    assert multi == {"num_examples": 3, "error": 1.0, "mean_average_precision": 0.0}

@@ -1,4 +1,4 @@
-"""`python -m nevis.prepare`: selection, status table, exit codes, and your own folders of images."""
+"""`python -m nevis.prepare`: selection, status table, exit codes, your own image folders."""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -12,7 +14,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import REPO, comparable_summary, run_cli, tiny_run_args
+from conftest import COMPILATION_CACHE, REPO, comparable_summary, run_cli, tiny_run_args
+
+from nevis import progress, results
 
 
 @pytest.fixture(scope="module")
@@ -55,27 +59,101 @@ def test_same_seed_gives_identical_results(reference_run, tmp_path, data_dir):
     assert comparable_summary(tmp_path) == comparable_summary(workdir)
 
 
-def test_resume_after_sigkill_mid_task(reference_run, tmp_path, data_dir):
-    workdir, _ = reference_run
-    args = tiny_run_args(tmp_path, data_dir, "--checkpoint_every=10")
-    proc = subprocess.Popen([sys.executable, "-m", "nevis.run", *args], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # Kill once a mid-task checkpoint of the second task exists (events 0, 1 done).
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        metas = list((tmp_path / "checkpoints").glob("*/meta/metadata"))
-        if any(json.loads(m.read_text()).get("has_mid_event")
-               and json.loads(m.read_text()).get("event_index", 0) >= 2 for m in metas):
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    partial = json.loads((tmp_path / "summary.json").read_text())
-    assert not partial["complete"]
-    resumed = run_cli(*args)
-    assert "Resuming" in resumed.stderr
-    assert comparable_summary(tmp_path) == comparable_summary(workdir)
+def run_and_kill(workdir, data_dir, kill: str, *extra: str) -> None:
+    """A tiny run that SIGKILLs itself at `kill` (see tests/run_and_kill.py)."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "NEVIS_CACHE_DIR": COMPILATION_CACHE}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "run_and_kill.py"), kill,
+         *tiny_run_args(workdir, data_dir, *extra)],
+        capture_output=True, text=True, cwd=REPO, env=env,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert not json.loads((workdir / "summary.json").read_text())["complete"]
+
+
+def events(workdir) -> list[dict]:
+    return [json.loads(line) for line in (workdir / "events.jsonl").read_text().splitlines()]
+
+
+def comparable_events(workdir) -> list[dict]:
+    """events.jsonl without the fields that may differ on resume: timing and run history."""
+    out = []
+    for record in events(workdir):
+        record = {k: v for k, v in record.items() if k not in results.TIMING_KEYS}
+        if "info" in record:
+            record["info"] = {k: v for k, v in record["info"].items()
+                              if k not in (*results.TIMING_KEYS, *results.RUN_HISTORY_KEYS)}
+        out.append(record)
+    return out
+
+
+@pytest.fixture(scope="module")
+def killed_mid_task(reference_run, tmp_path_factory, data_dir):
+    """A run killed right after the step-30 checkpoint of its second task (event 2)."""
+    workdir = tmp_path_factory.mktemp("killed_mid_task")
+    run_and_kill(workdir, data_dir, "--kill_after_checkpoint=shapes_multilabel:30",
+                 "--checkpoint_every=10")
+    return workdir
+
+
+def test_resume_after_sigkill_mid_task(reference_run, killed_mid_task, tmp_path, data_dir):
+    reference, _ = reference_run
+    workdir = tmp_path / "run"
+    shutil.copytree(killed_mid_task, workdir)
+    run_cli(*tiny_run_args(workdir, data_dir, "--checkpoint_every=10"))
+    resumed = {r["event_index"]: r["info"]["resumed_from_step"]
+               for r in events(workdir) if r["event"] == "train"}
+    assert resumed == {0: 0, 2: 30}  # the killed task restarted at its checkpoint
+    assert comparable_summary(workdir) == comparable_summary(reference)
+    assert comparable_events(workdir) == comparable_events(reference)
+
+
+def test_resume_after_sigkill_in_prediction(reference_run, tmp_path, data_dir):
+    reference, _ = reference_run
+    # Prediction events: 1 and 3 during the stream, 4 and 5 final; kill inside event 3.
+    run_and_kill(tmp_path, data_dir, "--kill_in_prediction=2")
+    assert [r["event_index"] for r in events(tmp_path)] == [0, 1, 2]
+    run_cli(*tiny_run_args(tmp_path, data_dir))
+    assert comparable_summary(tmp_path) == comparable_summary(reference)
+    assert comparable_events(tmp_path) == comparable_events(reference)
+
+
+@pytest.fixture(scope="module")
+def overwritten_run(killed_mid_task, tmp_path_factory, data_dir):
+    """The killed run started again with --overwrite, progress bars on, output in a file."""
+    workdir = tmp_path_factory.mktemp("overwritten") / "run"
+    shutil.copytree(killed_mid_task, workdir)
+    (workdir / "predictions" / "stale.npz").write_bytes(b"")
+    log_file = workdir.parent / "output.log"
+    start = time.perf_counter()
+    args = [a for a in tiny_run_args(workdir, data_dir, "--overwrite", "--checkpoint_every=10",
+                                     "--config.learner.log_every=1") if a != "--noprogress"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "NEVIS_CACHE_DIR": COMPILATION_CACHE}
+    with log_file.open("w") as out:  # stdout and stderr: a file, not a terminal
+        subprocess.run([sys.executable, "-m", "nevis.run", *args], stdout=out,
+                       stderr=subprocess.STDOUT, cwd=REPO, env=env, check=True)
+    return workdir, log_file.read_text(), time.perf_counter() - start
+
+
+def test_overwrite_starts_afresh(reference_run, overwritten_run):
+    reference, _ = reference_run
+    workdir, output, _ = overwritten_run
+    assert "Resuming" not in output
+    assert not (workdir / "predictions" / "stale.npz").exists()
+    records = events(workdir)
+    assert [r["info"]["resumed_from_step"] for r in records if r["event"] == "train"] == [0, 0]
+    assert comparable_summary(workdir) == comparable_summary(reference)
+
+
+def test_progress_in_a_log_file_is_throttled(overwritten_run):
+    """Not a terminal: each bar prints its first and last state and a line per ~10 s."""
+    _, output, seconds = overwritten_run
+    lines = [line for line in re.split(r"[\r\n]+", output) if line.strip()]
+    bar_lines = [line for line in lines if "train " in line and "step" in line]
+    bars = 2  # one per task; with log_every=1 an unthrottled bar redraws at every step (80)
+    assert len(bar_lines) <= bars * (2 + seconds / progress.NON_INTERACTIVE_INTERVAL), bar_lines
+    assert not [line for line in lines if "OCDBT" in line]  # a harmless warning per checkpoint
+    assert len(lines) - len(bar_lines) < 20, lines  # a few log lines and the results table
 
 
 def test_bad_flags_fail_fast(tmp_path):
@@ -118,5 +196,5 @@ def test_corrupt_dataset_stops_run_and_keeps_results(reference_run, tmp_path, da
     assert proc.returncode == 2
     key = "uci_digits"
     assert key in proc.stderr
-    assert f"python -m nevis.data.prepare --dataset={key} --force" in proc.stderr
+    assert f"python -m nevis.prepare --dataset={key} --force" in proc.stderr
     assert (run_copy / "summary.json").read_bytes() == before

@@ -9,7 +9,7 @@ applies the recipe. Recipes follow the reference (`shared/references/nevis22.md`
 | `random_split()`       | all items → train .56 / dev .12 / dev_test .12 / test .20              |
 | `official_test()`      | group "train" → .70/.15/.15 train/dev/dev_test; "test" → test          |
 | `official_val_test()`  | group "train" → .80/.20 train/dev; "val" → dev_test; "test" → test      |
-| `held_out(domains)`    | other groups → .80/.20 train/dev; held-out domains → halves dev_test/test |
+| `held_out(domains)`    | other groups → .80/.20 train/dev; held-out domains → ½ dev_test, ½ test |
 | `explicit()`           | each item carries its split (bespoke recipes: Brodatz, LFW, …)          |
 
 Deviation from the reference, on purpose: the reference assigns examples independently (a seed-0

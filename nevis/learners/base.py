@@ -81,7 +81,13 @@ class TrainContext:
 
 @dataclasses.dataclass(frozen=True)
 class PredictContext:
-    """Label-free batches of the split to predict (keys: image, index, mask)."""
+    """Label-free batches of the split to predict (keys: image, index, mask).
+
+    `batches(batch_size, image_size)` may be called several times (e.g. a first pass over the
+    whole split to choose pairings, then a pass that predicts); every call serves the split
+    once, from the start, in the same order. In a multi-process run each process receives its
+    own rows of every global batch.
+    """
 
     batches: Callable[[int, int], Iterator[dict[str, np.ndarray]]]  # (batch_size, image_size)
     num_examples: int
@@ -92,14 +98,24 @@ class PredictContext:
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
-    """Outputs for one batch: one Prediction per batch received, in order, all rows included.
+    """Outputs for one batch of `PredictContext.batches`, all rows (padding included).
+
+    `index` and `mask` are that batch's own arrays, passed through unchanged: the loop finds
+    each row's label by `index` (so predictions may come in any order, after any number of
+    passes) and checks that the unmasked rows of all predictions cover every example of the
+    split exactly once; an event that does not is failed. In a multi-process run `logits` are
+    global (`parallel.to_host`) while `index` and `mask` are this process's rows; the loop
+    gathers them across processes.
 
     `logits` follows the metrics contract (see nevis.metrics). `extra_logits` are alternative
     outputs scored the same way (e.g. at a larger test-time budget); `scores` are per-example
     diagnostics (e.g. path-independence scores) saved with the event's per-example results.
+    A non-finite diagnostic is recorded on the event and left out; it never fails the event.
     """
 
     logits: np.ndarray
+    index: np.ndarray
+    mask: np.ndarray
     extra_logits: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     scores: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 

@@ -98,7 +98,7 @@ def make_learner(config: ConfigDict) -> Learner:
         def predictions():
             for batch in ctx.batches(batch_size, config.image_size):
                 logits = evaluator(params, batch)
-                yield Prediction(logits=logits)
+                yield Prediction(logits=logits, index=batch["index"], mask=batch["mask"])
 
         return PredictOutput(predictions(), ResourceUsage(inference_flops=flops))
 

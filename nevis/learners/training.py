@@ -19,9 +19,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 from ml_collections import ConfigDict
-from tqdm.auto import tqdm
 
-from nevis import metrics, parallel
+from nevis import metrics, parallel, progress
 from nevis.data import loader
 from nevis.data.augment import Augment
 from nevis.learners.base import ResourceUsage, SplitSource, TrainContext
@@ -84,8 +83,6 @@ def validate_config(config: ConfigDict) -> None:
                 "log_every"):
         if config[key] < 1:
             raise ValueError(f"learner.{key}={config[key]} must be a positive integer.")
-    if config.min_steps > config.max_steps:
-        raise ValueError(f"learner.min_steps={config.min_steps} exceeds max_steps.")
 
 
 def batch_iterator(
@@ -287,9 +284,10 @@ def train_task(
                              process_index=ctx.process_index, process_count=ctx.process_count,
                              seed=seed)
     train_flops_per_step, compiled = 0.0, None
-    info: dict[str, Any] = {"num_steps": num_steps}
-    bar = tqdm(total=num_steps, initial=step0, desc=f"train {task.key}", unit="step",
-               disable=not ctx.show_progress or ctx.process_index != 0, leave=False)
+    # `resumed_from_step`: where a mid-task checkpoint restarted training (0: from the start).
+    info: dict[str, Any] = {"num_steps": num_steps, "resumed_from_step": step0}
+    bar = progress.bar(total=num_steps, initial=step0, desc=f"train {task.key}", unit="step",
+                       enabled=ctx.show_progress and ctx.process_index == 0, leave=False)
     t0 = time.perf_counter()
     steady = _SteadyClock(first_step=step0 + WARMUP_STEPS)
     pending = None  # the previous step's outputs, read one step late so the device never idles
@@ -312,21 +310,29 @@ def train_task(
             pending = (done, out)
             bar.update(1)
             if done % config.log_every == 0:
-                bar.set_postfix(loss=f"{aux.last.get('loss', math.nan):.3f}")
+                bar.set_postfix(loss=f"{aux.last.get('loss', math.nan):.3f}", refresh=False)
             if done % config.eval_every == 0 or done == num_steps:
                 if not aux.add(*pending):
                     info["diverged_at_step"] = done
                     break
                 pending = None
                 steady.pause(out)
-                error = evaluate_error(evaluator, carry[0], dev_source, config, ctx)
-                steady.resume()
-                evaluations += 1
+                evaluations += 1  # counted (FLOPs) even when it stops at non-finite logits
+                try:
+                    error = evaluate_error(evaluator, carry[0], dev_source, config, ctx)
+                except FloatingPointError:
+                    # Non-finite dev logits: the parameters diverged although the loss did not
+                    # (yet). Keep the best-on-dev parameters so far, as for a NaN loss.
+                    info["diverged_at_step"] = done
+                    info["diverged_reason"] = "non-finite validation logits"
+                    break
+                finally:
+                    steady.resume()
                 if error < best_error:
                     best_error, best_step = error, done
                     best = _copy(carry[0])  # the step donates its input buffers
                 bar.set_postfix(loss=f"{aux.last.get('loss', math.nan):.3f}",
-                                dev_error=f"{error:.3f}")
+                                dev_error=f"{error:.3f}", refresh=False)
             if done % ctx.checkpoint_every == 0 and done < num_steps:
                 if pending is not None and not aux.add(*pending):  # notes must include it
                     info["diverged_at_step"] = pending[0]
@@ -341,6 +347,8 @@ def train_task(
         bar.close()
         if hasattr(batches, "close"):
             batches.close()
+    if "diverged_at_step" in info:
+        info.setdefault("diverged_reason", "non-finite training loss")
     steps_run = info.get("diverged_at_step") or num_steps  # counted from 0, resumed or not
     eval_batch = parallel.round_batch_size(config.eval_batch_size, mesh)
     dev_batches = -(-len(dev_source) // eval_batch)
