@@ -135,7 +135,9 @@ def write_built(handler, spec: TaskSpec, built: Built, options: PrepareOptions,
     items = list(built.items) if built.deduplicate else built.items
     metadata: dict[str, Any] = {**extra_metadata, **dict(built.metadata)}
     if built.deduplicate:
-        dedup = recipes.deduplicate(items)
+        digests = _parallel_map(lambda item: recipes.image_digest(recipes.read_image(item)),
+                                items, options.workers)
+        dedup = recipes.deduplicate(items, list(digests))
         items = dedup.items
         metadata.update(duplicates_removed=dedup.removed,
                         duplicate_label_conflicts=dedup.conflicting)

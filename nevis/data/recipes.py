@@ -89,16 +89,19 @@ class Deduplicated:
     conflicting: int  # same image under different labels in one group (first kept)
 
 
-def deduplicate(items: Sequence[Item]) -> Deduplicated:
+def deduplicate(items: Sequence[Item], digests: Sequence[bytes] | None = None) -> Deduplicated:
     """Drops exact duplicates within each group, keeping the first occurrence.
 
     Duplicates across groups (e.g. an image in both the official train and test sets) are kept:
     official test sets are not edited; the pipeline counts them in the dataset's metadata.
+    `digests` (one `image_digest` per item, e.g. computed in parallel) saves reading them here.
     """
+    if digests is None:
+        digests = [image_digest(read_image(item)) for item in items]
     seen: dict[tuple[str, bytes], Any] = {}
     kept, removed, conflicting = [], 0, 0
-    for item in items:
-        key = (item.group, image_digest(read_image(item)))
+    for item, digest in zip(items, digests, strict=True):
+        key = (item.group, digest)
         if key in seen:
             removed += 1
             conflicting += seen[key] != _label_key(item.label)
