@@ -179,3 +179,29 @@ def test_a_dead_origin_does_not_stop_the_other_datasets(server, tmp_path):
     assert "HTTP 404" in table and f"{server.url}/missing/data.bin" in table
     again = pipeline.prepare_one(good, None, options, progress=False)
     assert again.status == "ready"
+
+
+def test_offline_statuses_say_what_each_dataset_needs(tmp_path, monkeypatch):
+    from nevis.data.sources import (
+        Kaggle,
+        Manual,
+        NeedsKaggleCredentials,
+        NeedsManualDownload,
+    )
+
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no_kaggle"))
+    for var in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    options = _options(tmp_path, manual_dir=tmp_path / "manual")
+    with pytest.raises(NeedsKaggleCredentials) as info:
+        download.fetch(Kaggle("some-competition", competition=True), "ds", options)
+    assert "kaggle.json" in str(info.value) and "kaggle.com/competitions/some-competition/rules" \
+        in str(info.value)
+    with pytest.raises(OriginDead) as dead:
+        download.fetch(Url("http://gone.example/a.tgz", dead=True), "ds", options,
+                       homepage="https://home.example/ds")
+    assert "https://home.example/ds" in str(dead.value)
+    assert str(tmp_path / "manual" / "ds") in str(dead.value)
+    with pytest.raises(NeedsManualDownload) as manual:
+        download.fetch(Manual("x.tar", "https://register.example"), "ds", options)
+    assert "x.tar" in str(manual.value) and "https://register.example" in str(manual.value)

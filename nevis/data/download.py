@@ -226,7 +226,7 @@ def http_download(url: str, target: Path, checksum: Checksum | None,
         except requests.exceptions.ConnectionError as e:
             if not part.exists() or part.stat().st_size == 0:
                 if attempt == ATTEMPTS - 1 or _unreachable(e):
-                    raise OriginUnreachable(f"cannot reach {url} ({_short(e)})") from e
+                    raise OriginUnreachable(f"cannot reach {url} ({_reason(e)})") from e
             last_error = e
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.Timeout,
                 urllib3.exceptions.HTTPError, OSError) as e:
@@ -276,6 +276,20 @@ def _unreachable(error: Exception) -> bool:
                                    "Connection refused", "Max retries exceeded"))
 
 
+def _reason(error: Exception) -> str:
+    """Why a host could not be reached, in words (not urllib3's nested repr)."""
+    text = str(error)
+    for needle, reason in (("NameResolutionError", "its host name does not resolve: offline?"),
+                           ("Failed to resolve", "its host name does not resolve: offline?"),
+                           ("Connection refused", "connection refused"),
+                           ("timed out", "timed out"),
+                           ("Network is unreachable", "network unreachable"),
+                           ("No route to host", "no route to host")):
+        if needle in text:
+            return reason
+    return _short(error)
+
+
 def _short(error: Exception | None) -> str:
     text = str(error) if error else "unknown error"
     return text if len(text) < 200 else text[:200] + "…"
@@ -296,7 +310,7 @@ def _gdrive(source: GoogleDrive, target: Path, checksum: Checksum | None,
         out = gdown.download(id=source.file_id, output=str(part), quiet=not options.progress,
                              resume=True)
     except Exception as e:  # noqa: BLE001 - gdown raises many types for one failure
-        raise OriginUnreachable(f"Google Drive file {source.origin}: {_short(e)}") from e
+        raise OriginUnreachable(f"Google Drive file {source.origin}: {_reason(e)}") from e
     if out is None:
         raise OriginDead(f"Google Drive refused {source.origin} (deleted, private or over quota)")
     verify_part(part, target, checksum)
