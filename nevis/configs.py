@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 from ml_collections import ConfigDict
@@ -23,6 +24,10 @@ def _names(directory: Path) -> list[str]:
 
 
 def _load(path: Path, *args: str) -> ConfigDict:
+    # Configs build on each other (`from experiments import independent`): make the repository
+    # importable however the caller was started (pytest, a notebook, another working directory).
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
     spec = importlib.util.spec_from_file_location(f"_nevis_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

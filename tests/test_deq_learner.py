@@ -60,6 +60,10 @@ def test_deq_results(deq_run):
         assert 1 <= info["forward_steps_mean"] <= 6 and info["forward_steps_max"] <= 6
         assert 0 <= info["forward_not_converged_mean"] <= 1
         assert 1 <= info["backward_steps_mean"] <= 6
+        # every per-example adjoint solve is counted: 30 steps of 32 examples
+        assert info["backward_solves"] == 30 * 32 and info["backward_nonfinite"] == 0
+        assert 0 <= info["backward_not_converged"] <= 1
+        assert 1 <= info["forward_iterations_mean"] <= 6
     predict = [r for r in records if r["event"] == "predict" and not r["final"]]
     digits = next(r for r in predict if r["task"] == "uci_digits")
     assert digits["metrics"]["error"] < 0.85  # chance is 0.9 (30 steps of a tiny DEQ)
@@ -68,6 +72,7 @@ def test_deq_results(deq_run):
     per_example = np.load(workdir / digits["per_example_file"])
     n = digits["metrics"]["num_examples"]
     assert per_example["aa"].shape == (n,) and per_example["budget_4x/correct"].shape == (n,)
+    np.testing.assert_array_equal(per_example["aa_nonfinite"], ~np.isfinite(per_example["aa"]))
     assert np.mean(per_example["aa"]) == pytest.approx(digits["metrics"]["scores/aa"], rel=1e-5)
     # Inference runs 7 solver budgets per batch: it must cost more than validation's one.
     assert summary["resources"]["inference_flops"] > summary["resources"]["validation_flops"]

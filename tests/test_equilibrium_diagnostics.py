@@ -9,6 +9,7 @@ from flax import nnx
 from nevis.equilibrium import (
     asymptotic_alignment,
     conv2d,
+    derangement,
     detect_limit_cycle,
     fixed_budget,
     group_norm,
@@ -211,3 +212,39 @@ def test_group_norm_matches_numpy():
     got = jax.jit(group_norm, static_argnums=1)(jnp.asarray(x), 4, jnp.asarray(scale),
                                                 jnp.asarray(bias))
     np.testing.assert_allclose(got, ref, atol=1e-9)
+
+
+def test_alignment_from_given_partner_states_over_a_split():
+    p, x = data()
+    x = jnp.concatenate([x, -x])  # a "split" of 12 examples, scored in batches of 5 and 7
+    n = x.shape[0]
+    partner = derangement(n, seed=3)
+    assert sorted(partner.tolist()) == list(range(n)) and (partner != np.arange(n)).all()
+    assert (derangement(n, seed=3) == partner).all() and (derangement(n, seed=4) != partner).any()
+    z = budget(bistable, p, x, 0.01 * x, 100)
+    whole = aa(bistable, p, x, z, steps=100, partner_states=z[partner])
+    expect = np_cos(z, budget(bistable, p, x, z[partner], 100))
+    np.testing.assert_allclose(whole, expect, atol=1e-12)
+    assert float(np.std(whole)) > 0.1  # partners matter on a bistable map
+    # Any batching of the split gives each example the same score: partners are by index.
+    parts = [aa(bistable, p, x[s], z[s], steps=100, partner_states=z[partner[s]])
+             for s in (slice(0, 5), slice(5, 12))]
+    np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-12)
+    with pytest.raises(ValueError, match="at least 2"):
+        derangement(1, seed=0)
+    with pytest.raises(ValueError, match="partner_states needs mode='derangement'"):
+        asymptotic_alignment(bistable, p, x, z, mode="gaussian", key=jax.random.key(0),
+                             partner_states=z)
+
+
+def test_alignment_of_an_overflowing_re_solve_is_nan():
+    p, x = data()
+
+    def squares(p, x, z):  # attracts to 2 - sqrt(2) from below 2 + sqrt(2), overflows above
+        return 0.25 * z * z + 0.5
+
+    z = budget(squares, p, x, jnp.zeros((B, D)), 100)
+    start = z.at[2].set(1e3)  # example 2 restarts far above the unstable fixed point
+    s = aa(squares, p, x, z, steps=20, partner_states=start)
+    assert np.isnan(s[2])  # its re-solve overflowed: no AA, rather than a number
+    np.testing.assert_allclose(np.delete(np.asarray(s), 2), 1.0, atol=1e-12)

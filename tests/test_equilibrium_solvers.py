@@ -183,3 +183,22 @@ def test_solver_registry():
     np.testing.assert_array_less(residuals(p, x, z_half)[1], 1e-8)
     _, st_m1 = solve(f, p, x, zeros(), solver=Anderson(m=1))
     np.testing.assert_array_equal(st_m1.steps, st_full.steps)  # AA with m = 1 is plain
+
+
+def test_iterations_count_what_the_batch_loop_ran():
+    # Examples converge after different numbers of steps; the loop runs until the slowest one
+    # stops, and that (not the mean step count) is what the solve cost.
+    f, p, x = slow_cell()
+    x = x * np.array([[0.01], [1.0], [3.0], [10.0]])
+    for solver in ("fixed_point", "anderson"):
+        _, st = solve(f, p, x, zeros(), solver=solver, tol=1e-6)
+        steps = np.asarray(st.steps)
+        assert len(set(steps.tolist())) > 1, solver
+        assert int(st.iterations) == steps.max() > steps.mean()
+        _, capped = solve(f, p, x, zeros(), solver=solver, tol=1e-6, max_steps=3)
+        assert int(capped.iterations) == 3
+    _, done = solve(f, p, x, zeros(), tol=1e3)  # every example converged at z0: no iteration
+    assert int(done.iterations) == 0 and np.asarray(done.steps).max() == 0
+    _, unrolled = jax.jit(lambda p, x: fixed_point(f, p, x, zeros(), solver="fixed_point",
+                                                   tol=1e-6, max_steps=7, grad="unrolled"))(p, x)
+    assert int(unrolled.iterations) == 7  # a scan always runs its full length

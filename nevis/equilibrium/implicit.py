@@ -3,13 +3,16 @@
 The implicit adjoint solves u = g + J^T u matrix-free (one VJP of f in z per step) and
 then forms the parameter and input cotangents with a single VJP, so memory does not
 grow with solver steps. Examples where z* or f(z*) is non-finite are excluded from the backward
-pass (their z and batched inputs are replaced by zeros and their u set to 0), so one
-diverged example cannot put NaN into the gradient of the others. Mask such examples out
-of the loss with `stats.converged`.
+pass (their z and batched inputs are replaced by zeros and their u set to 0), and so are
+examples whose adjoint overflows, so one diverged example cannot put NaN into the gradient of
+the others. Mask such examples out of the loss with `stats.converged`. The adjoint's
+SolverStats (see `backward_callback`) mark every excluded example as not converged with NaN
+residuals (`stats.nonfinite`), so they are counted, never silently averaged away.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -61,7 +64,16 @@ def _adjoint(f, params, x, z_star, g, opts: DEQOptions, fwd_residual: jax.Array 
     u, stats = solve(lambda u: g_flat + vjp_z(u)[0], g_flat, opts.backward_solver(),
                      tol=opts.backward_tol, stop_mode="rel",
                      max_steps=opts.backward_max_steps, trace=opts.trace)
-    u = jnp.where(bad[:, None], 0.0, u)
+    # A bad example's adjoint is a dummy solve of u = 0 that "converges" at once; an adjoint
+    # that overflowed has no usable u. Both are excluded (u = 0) and reported as not converged
+    # with NaN residuals, so that logs count them instead of averaging them away.
+    lost = bad | _bad_examples(u) | ~jnp.isfinite(stats.abs_residual)
+    u = jnp.where(lost[:, None], 0.0, u)
+    nan = jnp.asarray(jnp.nan, stats.abs_residual.dtype)
+    stats = dataclasses.replace(
+        stats, abs_residual=jnp.where(lost, nan, stats.abs_residual),
+        rel_residual=jnp.where(lost, nan, stats.rel_residual),
+        converged=stats.converged & ~lost)
     return u, stats, safe_f, z_flat, bad
 
 
@@ -82,15 +94,18 @@ def _report(opts: DEQOptions, stats: SolverStats, bad: jax.Array) -> None:
         jax.debug.callback(opts.backward_callback, stats)
     if opts.on_backward_failure == "warn":
         failed = jnp.sum(~stats.converged & ~bad)
+        overflowed = jnp.sum(stats.nonfinite & ~bad)
 
-        def _warn(n, worst):
+        def _warn(n, n_overflow, worst):
             if n > 0:
                 warnings.warn(f"equilibrium backward solve did not converge for {int(n)} "
-                              f"example(s); worst relative residual {float(worst):.3g}",
+                              f"example(s) ({int(n_overflow)} overflowed and were excluded); "
+                              f"worst finite relative residual {float(worst):.3g}",
                               RuntimeWarning, stacklevel=2)
 
-        worst = jnp.max(jnp.where(bad, 0.0, stats.rel_residual))
-        jax.debug.callback(_warn, failed, worst)
+        finite = jnp.isfinite(stats.rel_residual)
+        worst = jnp.max(jnp.where(finite, stats.rel_residual, 0.0))
+        jax.debug.callback(_warn, failed, overflowed, worst)
 
 
 def implicit(f: Callable, params: PyTree, x: PyTree, z0: PyTree,

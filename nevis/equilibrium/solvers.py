@@ -249,6 +249,6 @@ def solve(
     z, res = carry["best"] if return_best else (carry["z"], carry["res"])
     stats = SolverStats(
         steps=carry["steps"], abs_residual=res[0], rel_residual=res[1],
-        converged=res[pick] < tol, trace=carry["trace"],
+        converged=res[pick] < tol, iterations=carry["k"], trace=carry["trace"],
     )
     return z, stats

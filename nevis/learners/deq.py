@@ -7,7 +7,20 @@ number of iterations (1×, 2× and 4× the training budget, each from zero), so 
 depend on stopping tolerances or batch composition, and scores each budget's equilibrium for
 path independence: the asymptotic alignment (AA) between z* and the state re-solved for the
 same input from another example's z* (Algorithm 1 of Anil et al., as transcribed by McLeish
-& Tran-Thanh).
+& Tran-Thanh). Partners come from a seeded derangement of the whole split (never padding),
+so an example's AA does not depend on the evaluation batch size or the device count: a first
+pass solves every example and keeps its z* on the host, a second re-solves each batch from
+its partners' z*.
+
+Nothing lost is averaged away unseen: a training event's `info` counts the per-example adjoint
+solves (`backward_solves`), the share that did not converge (`backward_not_converged`) and
+how many were non-finite (`backward_nonfinite`); per-example prediction scores keep NaN where
+a state or a re-solve overflowed and mark it in `aa_nonfinite`, `aa_2x_nonfinite`,
+`aa_4x_nonfinite` (1.0 where that budget's AA is NaN).
+
+FLOPs: XLA's cost analysis prices a while loop's body once, so the learner adds the
+iterations its solver loops actually ran (a batch's loop runs until its slowest example
+stops) times the cost of one iteration, measured on exactly what an iteration evaluates.
 """
 
 from __future__ import annotations
@@ -138,12 +151,14 @@ def make_learner(config: ConfigDict) -> Learner:
             n = jnp.maximum(mask.sum(), 1)
             # The solver freezes an example whose iterate stops being finite, so the loss
             # can stay finite while the equilibrium is lost: report that as divergence.
-            blown = ~jnp.isfinite(stats.abs_residual) & mask
+            blown = stats.nonfinite & mask
             loss = jnp.where(jnp.any(blown), jnp.nan, loss)
             aux = {
                 "forward_steps": (stats.steps * mask).sum() / n,
                 "forward_residual": (stats.rel_residual * mask).sum() / n,
                 "forward_not_converged": ((~stats.converged) * mask).sum() / n,
+                # What the batch's loop ran (its slowest example): what the step cost.
+                "forward_iterations": stats.iterations.astype(jnp.float32),
             }
             return loss, aux
 
@@ -159,7 +174,9 @@ def make_learner(config: ConfigDict) -> Learner:
             ctx=ctx, seed=seed, observers={"backward": backward},
         )
         info = {**info, **backward.summary()}
-        resources = _add_loop_flops(resources, info, parts, params, config)
+        costs = _LoopCosts(parts, params, config, options)
+        resources = _add_loop_flops(resources, info, costs, config,
+                                    parallel.round_batch_size(config.eval_batch_size, ctx.mesh))
         new_state = task_models.after_training(state, task, best, ("trunk", "cell"))
         return TrainOutput(new_state, resources, info)
 
@@ -169,43 +186,90 @@ def make_learner(config: ConfigDict) -> Learner:
         abstract = nnx.eval_shape(lambda: build_model(config, task, 0))
         _, params = task_models.params_for_prediction(state, task, abstract, config.strategy)
         params = parallel.replicate(params, ctx.mesh)
+        n = ctx.num_examples
+        # Partners by index over the whole split: the same for every batch size and device
+        # count, never a padding row, the same at every prediction of the task.
+        partner = eq.derangement(n, task_seed(config, task, 0)) if n >= 2 else None
 
-        def evaluate(params, images, steps):
-            stem, readout = parts.stem_and_readout(params)
-            x = stem(images)
-            z = eq.fixed_budget(parts.cell, params["cell"], x, jnp.zeros_like(x), steps,
-                                sc.name, solver_options)
-            aa = eq.asymptotic_alignment(parts.cell, params["cell"], x, z, mode="derangement",
-                                         steps=steps, solver=sc.name,
-                                         solver_options=solver_options)
-            fz = parts.cell(params["cell"], x, z)
-            diff = jnp.linalg.norm((fz - z).reshape(len(z), -1), axis=-1)
-            residual = diff / (jnp.linalg.norm(fz.reshape(len(z), -1), axis=-1) + 1e-9)
+        @jax.jit
+        def features(params, images):
+            return parts.stem_and_readout(params)[0](images)
+
+        @jax.jit  # `steps` is traced: one compilation serves every budget
+        def equilibrium(params, x, steps):
+            _, readout = parts.stem_and_readout(params)
+            z, stats = eq.fixed_budget(parts.cell, params["cell"], x, jnp.zeros_like(x), steps,
+                                       sc.name, solver_options, with_stats=True)
             cycle = eq.detect_limit_cycle(parts.cell, params["cell"], x, z)
-            return readout(z), aa, residual, cycle.astype(jnp.float32)
+            # A non-finite state has no cycle verdict: NaN, so that it is counted, not hidden.
+            cycle = jnp.where(stats.nonfinite, jnp.nan, cycle.astype(jnp.float32))
+            return readout(z), z, stats.rel_residual, cycle
 
-        jitted = jax.jit(evaluate)  # `steps` is traced: one compilation serves every budget
+        @jax.jit
+        def alignment(cell_params, x, z_star, start, steps):
+            return eq.asymptotic_alignment(parts.cell, cell_params, x, z_star, steps=steps,
+                                           solver=sc.name, solver_options=solver_options,
+                                           partner_states=start)
+
         batch_size = parallel.round_batch_size(config.eval_batch_size, ctx.mesh)
-        num_batches = -(-ctx.num_examples // batch_size)
-        images = jax.ShapeDtypeStruct((batch_size, config.image_size, config.image_size, 3),
-                                      jnp.float32)
-        # Cost analysis prices each solver loop's body once; add the cell evaluations that the
-        # fixed budgets run: a solve and an AA re-solve per budget.
-        cell = _cell_flops(parts, params, config, batch_size)
-        per_budget = training.lowered_flops(jitted.lower(params, images, 1))
-        flops = num_batches * sum(per_budget + 2 * (budget * k - 1) * cell for k in BUDGETS)
+        num_batches = -(-n // batch_size)
+        flops = num_batches * _predict_flops(
+            features, equilibrium, alignment if partner is not None else None, params, config,
+            batch_size, _LoopCosts(parts, params, config, eq.DEQOptions(
+                solver=sc.name, solver_options=solver_options)))
+
+        def first_pass():
+            """Every budget's z* of every example, kept on the host by index.
+
+            Host memory: split size × state size × 3 budgets float32 (24 KB per example at the
+            default 8×8×32 state, so about 1.2 GB for a 50,000-example split).
+            """
+            states: dict[int, np.ndarray] = {}
+            outputs = []
+            for batch in ctx.batches(batch_size, config.image_size):
+                x = features(params, _shard(batch["image"], ctx))
+                rows = parallel.gather_rows({"index": batch["index"], "mask": batch["mask"]})
+                index = rows["index"][rows["mask"]]
+                out = {}
+                for k in BUDGETS:
+                    logits, z, residual, cycle = (parallel.to_host(a) for a in
+                                                  equilibrium(params, x, np.int32(budget * k)))
+                    if k not in states:
+                        states[k] = np.full((n, *z.shape[1:]), np.nan, z.dtype)
+                    # A lost equilibrium (the solve overflowed) is stored as NaN: it has no
+                    # AA, and as a partner's start it makes that partner's AA NaN too.
+                    lost = ~np.isfinite(residual).reshape((-1,) + (1,) * (z.ndim - 1))
+                    states[k][index] = np.where(lost, np.nan, z)[rows["mask"]]
+                    out[k] = (logits, residual, cycle)
+                outputs.append((batch["index"], batch["mask"], out))
+            return states, outputs
 
         def predictions():
-            for batch in ctx.batches(batch_size, config.image_size):
-                x = parallel.shard_batch({"image": batch["image"]}, ctx.mesh)["image"]
-                outs = {k: [parallel.to_host(a) for a in jitted(params, x, np.int32(budget * k))]
-                        for k in BUDGETS}
-                logits, aa, residual, cycle = outs[1]
+            states, outputs = first_pass()
+            batches = ctx.batches(batch_size, config.image_size)
+            for batch, (index, mask, out) in zip(batches, outputs, strict=True):
+                if not np.array_equal(batch["index"], index):
+                    raise RuntimeError("PredictContext.batches served a different order twice.")
+                aa = {k: np.full(len(out[k][0]), np.nan, np.float32) for k in BUDGETS}
+                if partner is not None:
+                    x = features(params, _shard(batch["image"], ctx))
+                    own = np.where(mask, index, 0)
+                    for k in BUDGETS:
+                        start = _shard(states[k][partner[own]], ctx)
+                        aa[k] = parallel.to_host(alignment(
+                            params["cell"], x, _shard(states[k][own], ctx), start,
+                            np.int32(budget * k)))
+                scores = {"residual": out[1][1], "limit_cycle": out[1][2]}
+                for k in BUDGETS:
+                    name = "aa" if k == 1 else f"aa_{k}x"
+                    scores[name] = aa[k]
+                    # AA that is NaN (a re-solve or a partner's z* overflowed) is counted
+                    # here, so an event's share of lost AA scores is never silently dropped.
+                    scores[f"{name}_nonfinite"] = (~np.isfinite(aa[k])).astype(np.float32)
                 yield Prediction(
-                    logits=logits,
-                    extra_logits={f"budget_{k}x": outs[k][0] for k in BUDGETS[1:]},
-                    scores={"aa": aa, "residual": residual, "limit_cycle": cycle,
-                            **{f"aa_{k}x": outs[k][1] for k in BUDGETS[1:]}},
+                    logits=out[1][0], index=index, mask=mask,
+                    extra_logits={f"budget_{k}x": out[k][0] for k in BUDGETS[1:]},
+                    scores=scores,
                 )
 
         return PredictOutput(predictions(), ResourceUsage(inference_flops=flops))
@@ -213,72 +277,188 @@ def make_learner(config: ConfigDict) -> Learner:
     return Learner(name=config.name, init=task_models.init, train=train, predict=predict)
 
 
-def _cell_flops(parts: _Parts, params, config: ConfigDict, batch: int, vjp: bool = False):
-    """FLOPs of one cell evaluation (or its VJP in z) on a batch of equilibrium states."""
-    size = config.image_size
-    images = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32)
-    x = jax.eval_shape(lambda p, im: parts.stem_and_readout(p)[0](im), params, images)
-
-    def cell(p, x, z):
-        if not vjp:
-            return parts.cell(p, x, z)
-        out, pullback = jax.vjp(lambda zz: parts.cell(p, x, zz), z)
-        return pullback(out)
-
-    return training.lowered_flops(jax.jit(cell).lower(params["cell"], x, x))
+def _shard(array: np.ndarray, ctx: PredictContext) -> jax.Array:
+    return parallel.shard_batch({"a": array}, ctx.mesh)["a"]
 
 
-def _add_loop_flops(resources: ResourceUsage, info: dict, parts: _Parts, params,
-                    config: ConfigDict) -> ResourceUsage:
-    """XLA's cost analysis counts a while loop's body once; add the solver steps taken.
+class _LoopCosts:
+    """XLA FLOPs of ONE iteration of each solver loop, per batch size (cached).
 
-    Training: mean forward and adjoint steps per training step × steps; validation: the
-    fixed budget on every dev batch of every evaluation. Anderson's small mixing solves are
-    not counted (they are a few percent of a convolution cell).
+    Measured on exactly what an iteration evaluates, from shapes alone:
+    - forward: the solver's proposal (Anderson's mixing: an m×m Gram matrix and an m-term
+      combination per example, a few percent of a convolutional cell) and one cell
+      evaluation with its residual norms;
+    - adjoint: the proposal and one VJP of the cell in z (the linearisation at z* is made
+      once, before the loop; no kernel gradient runs in the loop);
+    - unrolled: a forward iteration and its VJP in (z, solver history, parameters, x), i.e.
+      one step of the differentiated scan plus one step of its transpose.
+    """
+
+    def __init__(self, parts: _Parts, params: Any, config: ConfigDict, options: eq.DEQOptions):
+        self.parts, self.config, self.options = parts, config, options
+        self.cell_params = params["cell"]
+        self.stem_params = params
+        self._cache: dict[tuple[str, int], float] = {}
+
+    def _shapes(self, batch: int):
+        size = self.config.image_size
+        images = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32)
+        x = jax.eval_shape(lambda p, im: self.parts.stem_and_readout(p)[0](im),
+                           self.stem_params, images)
+        flat = jax.ShapeDtypeStruct((batch, int(np.prod(x.shape[1:]))), x.dtype)
+        return x, flat
+
+    def _iteration(self, solver: eq.Solver, g):
+        """One loop body of the equilibrium solver driver, on flat [B, D] states."""
+
+        def body(g_args, v, fv, aux, k):
+            v_new, aux = solver.propose(v, fv, aux, k)
+            fv_new = g(*g_args, v_new)
+            diff = jnp.linalg.norm(fv_new - v_new, axis=-1)
+            return v_new, fv_new, aux, diff / (jnp.linalg.norm(fv_new, axis=-1) + 1e-9)
+
+        return body
+
+    def _flat_cell(self, x_shape):
+        def g(cell_params, x, v):
+            return self.parts.cell(cell_params, x, v.reshape(x_shape)).reshape(v.shape)
+
+        return g
+
+    def __call__(self, kind: str, batch: int) -> float:
+        if (kind, batch) in self._cache:
+            return self._cache[(kind, batch)]
+        x, flat = self._shapes(batch)
+        k = jax.ShapeDtypeStruct((), jnp.int32)
+        cell = self._flat_cell(x.shape)
+        if kind == "adjoint":
+            solver = self.options.backward_solver()
+            pullback = jax.eval_shape(
+                lambda p, xx, v: jax.vjp(lambda w: cell(p, xx, w), v)[1],
+                self.cell_params, x, flat)
+            body = self._iteration(solver, lambda pb, g, u: g + pb(u)[0])
+            args = ((pullback, flat), flat, flat, jax.eval_shape(solver.init, flat, flat), k)
+            fn = body
+        else:
+            solver = self.options.forward_solver()
+            body = self._iteration(solver, cell)
+            args = ((self.cell_params, x), flat, flat, jax.eval_shape(solver.init, flat, flat), k)
+            fn = body
+            if kind == "unrolled":
+                def fn(g_args, v, fv, aux, k):
+                    out, pullback = jax.vjp(lambda *a: body(*a, k), g_args, v, fv, aux)
+                    return pullback(out)
+            elif kind != "forward":
+                raise ValueError(f"unknown loop kind {kind!r}; valid: forward, adjoint, unrolled")
+        cost = training.lowered_flops(jax.jit(fn).lower(*args))
+        self._cache[(kind, batch)] = cost
+        return cost
+
+
+def _add_loop_flops(resources: ResourceUsage, info: dict, costs: _LoopCosts,
+                    config: ConfigDict, eval_batch: int) -> ResourceUsage:
+    """Adds what XLA's cost analysis misses: it prices each loop's body once per step.
+
+    Training: (iterations run − 1) × one iteration, per step, for the forward loop (its
+    differentiated scan and transpose when unrolled) and, for implicit gradients, the adjoint
+    loop; iterations come from the loops themselves (`forward_iterations`,
+    `backward_iterations`). Validation: the fixed budget on every dev batch of every
+    evaluation.
     """
     steps = info["steps_run"]
-    fwd = _cell_flops(parts, params, config, config.batch_size)
-    bwd = _cell_flops(parts, params, config, config.batch_size, vjp=True)
-    train = steps * (info.get("forward_steps_mean", 0.0) * fwd
-                     + info.get("backward_steps_mean", 0.0) * bwd)
-    eval_batch = config.eval_batch_size
+    batch = config.batch_size
+    extra = 0.0
+    forward = info.get("forward_iterations_mean")
+    if forward is not None:
+        kind = "unrolled" if config.solver.grad == "unrolled" else "forward"
+        extra += steps * (forward - 1) * costs(kind, batch)
+    backward = info.get("backward_iterations_mean")
+    if config.solver.grad == "implicit" and backward is not None:
+        extra += steps * (backward - 1) * costs("adjoint", batch)
     validation = (info["evaluations"] * info["dev_batches"] * (config.solver.max_steps - 1)
-                  * _cell_flops(parts, params, config, eval_batch))
-    return dataclasses.replace(resources, train_flops=resources.train_flops + train,
+                  * costs("forward", eval_batch))
+    return dataclasses.replace(resources, train_flops=resources.train_flops + extra,
                                validation_flops=resources.validation_flops + validation)
 
 
+def _predict_flops(features, equilibrium, alignment, params, config: ConfigDict, batch: int,
+                   costs: _LoopCosts) -> float:
+    """FLOPs of one evaluation batch: both passes, every budget, loops counted in full."""
+    size = config.image_size
+    images = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32)
+    x = jax.eval_shape(features, params, images)
+    steps = jax.ShapeDtypeStruct((), jnp.int32)
+    stem = training.lowered_flops(features.lower(params, images))
+    solve = training.lowered_flops(equilibrium.lower(params, x, steps))
+    align = (training.lowered_flops(alignment.lower(params["cell"], x, x, x, steps))
+             if alignment is not None else 0.0)
+    passes = 1 if alignment is None else 2
+    iteration = costs("forward", batch)
+    total = passes * stem
+    for k in BUDGETS:
+        loop = (config.solver.max_steps * k - 1) * iteration  # beyond the body XLA counted
+        total += solve + loop
+        if alignment is not None:
+            total += align + loop
+    return total
+
+
 class _BackwardStats:
-    """Collects the adjoint solves' statistics, which the implicit VJP reports by callback."""
+    """Collects the adjoint solves' statistics, which the implicit VJP reports by callback.
+
+    Per training step: the adjoint loop's iterations (its cost) and, per example, steps,
+    convergence and whether the adjoint was lost (non-finite: excluded from the gradient).
+    Non-converged and non-finite adjoints are counted, never dropped from a mean unseen.
+    """
 
     def __init__(self):
         self.steps: list[float] = []
+        self.iterations: list[int] = []
         self.max_steps = 0
         self.residual: list[float] = []
-        self.not_converged: list[float] = []
+        self.solves = 0
+        self.not_converged = 0
+        self.nonfinite = 0
 
     def add(self, stats: eq.SolverStats) -> None:
         steps = np.asarray(stats.steps)
+        rel = np.asarray(stats.rel_residual)
+        finite = np.isfinite(rel)
         self.steps.append(float(steps.mean()))
+        self.iterations.append(int(np.asarray(stats.iterations)))
         self.max_steps = max(self.max_steps, int(steps.max()))
-        self.residual.append(float(np.nanmean(np.asarray(stats.rel_residual))))
-        self.not_converged.append(float(1 - np.asarray(stats.converged).mean()))
+        if finite.any():
+            self.residual.append(float(rel[finite].mean()))
+        self.solves += int(rel.size)
+        self.not_converged += int(np.sum(~np.asarray(stats.converged)))
+        self.nonfinite += int(np.sum(~finite))
 
     def state(self) -> dict[str, Any]:
-        return {"steps": self.steps, "max_steps": self.max_steps, "residual": self.residual,
-                "not_converged": self.not_converged}
+        return {"steps": self.steps, "iterations": self.iterations, "max_steps": self.max_steps,
+                "residual": self.residual, "solves": self.solves,
+                "not_converged": self.not_converged, "nonfinite": self.nonfinite}
 
     def load(self, state: dict[str, Any]) -> None:
         self.steps, self.residual = list(state.get("steps", [])), list(state.get("residual", []))
-        self.not_converged = list(state.get("not_converged", []))
+        self.iterations = [int(i) for i in state.get("iterations", [])]
         self.max_steps = int(state.get("max_steps", 0))
+        self.solves = int(state.get("solves", 0))
+        self.not_converged = int(state.get("not_converged", 0))
+        self.nonfinite = int(state.get("nonfinite", 0))
 
     def summary(self) -> dict[str, float]:
+        """Info keys: `backward_not_converged` is the fraction of per-example adjoint solves
+        that did not converge (non-finite ones included), `backward_nonfinite` how many of
+        them were non-finite, `backward_residual_mean` the mean over the finite ones."""
         if not self.steps:
             return {}
         return {
             "backward_steps_mean": float(np.mean(self.steps)),
             "backward_steps_max": self.max_steps,
-            "backward_residual_mean": float(np.mean(self.residual)),
-            "backward_not_converged": float(np.mean(self.not_converged)),
+            "backward_iterations_mean": float(np.mean(self.iterations)),
+            "backward_residual_mean": float(np.mean(self.residual)) if self.residual else None,
+            "backward_solves": self.solves,
+            "backward_not_converged": self.not_converged / self.solves,
+            "backward_not_converged_count": self.not_converged,
+            "backward_nonfinite": self.nonfinite,
         }
