@@ -3,10 +3,14 @@ iterations: training steps/s and the compiled step's temporary memory, side by s
 
     python benchmarks/deq_vs_unrolled.py [--steps=40] [--iterations=12,24]
 
-Both are `--learner=deq` on one embedded task with a fixed forward budget (no jitter); the
-unrolled variant backpropagates through every iteration (`solver.grad=unrolled`), the DEQ
-uses implicit gradients. Figures come from the runs' events.jsonl (`steady_steps_per_second`,
-`step_temp_bytes`: XLA's compiled temporary buffer size for one training step).
+Both are `--learner=deq` on one embedded task with a fixed budget (no jitter, tolerance 0):
+the unrolled variant backpropagates through every one of the forward iterations
+(`solver.grad=unrolled`); the DEQ uses implicit gradients whose adjoint solve is also forced
+to run exactly `iterations` steps (`solver.backward_tol=0`), so neither side stops early and
+both do the same number of cell evaluations / VJPs per step. Figures come from the runs'
+events.jsonl (`steady_steps_per_second`, the training loop's own rate, which includes the
+same end-of-task overheads on both sides; `step_temp_bytes`: XLA's compiled temporary
+buffer size for one training step).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ def run(workdir: Path, data_dir: Path, grad: str, iterations: int, steps: int) -
            f"--config.learner.min_steps={steps}", f"--config.learner.max_steps={steps}",
            f"--config.learner.solver.grad={grad}", "--config.learner.solver.budget_jitter=0",
            "--config.learner.solver.tol=0.0",  # never stop early: exactly `iterations` steps
+           "--config.learner.solver.backward_tol=0.0",  # nor the implicit adjoint
            f"--config.learner.solver.max_steps={iterations}",
            f"--config.learner.solver.backward_max_steps={iterations}",
            f"--config.learner.eval_every={steps}"]

@@ -4,6 +4,10 @@ Cell (environment.md section 9): z <- GroupNorm(relu(conv3x3(z) + inject)), 16x1
 32 channels, where inject = conv3x3(image) is computed once per step outside the solve.
 Head: spatial mean -> linear 32 -> 10, softmax cross-entropy, plain SGD. The torchdeq worker
 builds the identical model from the same .npz weights.
+
+Two forms of the cell: a function of a params dict (`cell`, with a choice of conv), and a
+Flax NNX module (`NNXCell`) built with a given conv module class -- `flax.nnx.Conv`, what a
+user writes first, or its drop-in `nevis.equilibrium.Conv`.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
+from nevis import equilibrium as eq
 from nevis.equilibrium import conv2d, fixed_point, group_norm
 
 BATCH, SIZE, CH, IN_CH, CLASSES, GROUPS = 64, 16, 32, 3, 10, 8
@@ -90,3 +96,54 @@ def time_steps(step, params, x, y, n: int):
     jax.block_until_ready(params)
     dt = time.perf_counter() - t0
     return params, dt, float(np.mean([np.max(np.asarray(s)) for s in steps]))
+
+
+CONV_MODULES = {"nnx.Conv": nnx.Conv, "eq.Conv": eq.Conv}
+
+
+class NNXCell(nnx.Module):
+    """The benchmark cell as an NNX module: GroupNorm(relu(conv(z) + inject))."""
+
+    def __init__(self, conv_cls: type[nnx.Conv], weights: dict[str, np.ndarray]):
+        self.conv = conv_cls(CH, CH, (3, 3), use_bias=False,
+                             kernel_init=nnx.initializers.zeros, rngs=nnx.Rngs(0))
+        self.conv.kernel = nnx.Param(jnp.asarray(weights["w"]))
+        self.gn_scale = nnx.Param(jnp.asarray(weights["gn_scale"]))
+        self.gn_bias = nnx.Param(jnp.asarray(weights["gn_bias"]))
+
+    def __call__(self, inject: jax.Array, z: jax.Array) -> jax.Array:
+        h = jax.nn.relu(self.conv(z) + inject)
+        return group_norm(h, GROUPS, self.gn_scale[...], self.gn_bias[...])
+
+
+def nnx_model(conv: str, weights: dict[str, np.ndarray]):
+    """(cell function f(cell_params, inject, z), params with the cell's NNX state under "cell")."""
+    graphdef, cell_params = nnx.split(NNXCell(CONV_MODULES[conv], weights), nnx.Param)
+
+    def f(p, inject, z):
+        return nnx.merge(graphdef, p)(inject, z)
+
+    params = {"cell": cell_params, **{k: jnp.asarray(weights[k])
+                                      for k in ("w_in", "head_w", "head_b")}}
+    return f, params
+
+
+def nnx_loss(f, params, x, y, deq_options):
+    """Cross-entropy of the NNX-cell DEQ (same head and injection as `loss_fn`)."""
+    inject = conv2d(x, params["w_in"])
+    z, stats = fixed_point(f, params["cell"], inject, jnp.zeros_like(inject), **deq_options)
+    logits = z.mean(axis=(1, 2)) @ params["head_w"] + params["head_b"]
+    logp = jax.nn.log_softmax(logits)
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1)), stats
+
+
+def make_nnx_train_step(f, deq_options: dict):
+    """Jitted SGD step of the NNX-cell DEQ returning (params, loss)."""
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def step(params, x, y):
+        (loss, _), grads = jax.value_and_grad(
+            lambda p: nnx_loss(f, p, x, y, deq_options), has_aux=True)(params)
+        return jax.tree.map(lambda p, g: p - LR * g, params, grads), loss
+
+    return step

@@ -4,6 +4,11 @@
 
 On the embedded stream (6 tasks) this takes about 2.5 minutes on 2 CPU cores and should reach
 a dev_test stream error around 0.21 (the NEVIS'22 "Independent" baseline, scaled down).
+
+Sweeps (`get_sweep`, run with `python -m nevis.sweep --learner=independent --sweep=NAME`):
+`lr` (the default) tries two learning rates on the embedded stream with tiny budgets, about
+2 minutes on 2 CPU cores; `lr_smoothing` samples 8 (learning rate, label smoothing) pairs at
+the full budget, as the reference's per-task search does for the whole stream.
 """
 
 from ml_collections import ConfigDict
@@ -41,3 +46,37 @@ def get_config() -> ConfigDict:
         "grad_clip_norm": 0.0,
     })
     return config
+
+
+# Budgets small enough that a trial on the embedded stream takes about a minute on a CPU core.
+TINY = {
+    "learner.image_size": 16,
+    "learner.batch_size": 32,
+    "learner.min_steps": 60,
+    "learner.max_steps": 60,
+    "learner.eval_every": 30,
+    "learner.log_every": 10,
+    "learner.optimizer.warmup_steps": 5,
+}
+SWEEPS = ("lr", "lr_smoothing")
+
+
+def get_sweep(name: str = "") -> dict:
+    """A sweep of this learner by name (see the module docstring)."""
+    name = name or "lr"
+    if name == "lr":
+        return {
+            "description": "learning rate x 2 on the embedded stream, tiny budgets",
+            "overrides": TINY,
+            "space": {"learner.optimizer.learning_rate": {"grid": [1e-3, 3e-3]}},
+        }
+    if name == "lr_smoothing":
+        return {
+            "description": "learning rate (log-uniform) with label smoothing, 8 samples",
+            "space": {"learner.optimizer.learning_rate": {"loguniform": [1e-4, 1e-1]},
+                      "learner.label_smoothing": {"uniform": [0.0, 0.3]}},
+            "search": "random",
+            "num_samples": 8,
+            "seed": 0,
+        }
+    raise ValueError(f"unknown sweep {name!r}; valid choices: {', '.join(SWEEPS)}.")

@@ -32,6 +32,7 @@ from nevis.learners.base import (
 )
 from nevis.streams import PredictionEvent, Stream, TrainingEvent
 from nevis.tasks import TaskKind, TaskSpec
+from nevis.tensorboard import MetricsWriter
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class RunOptions:
     data_dir: Path
     checkpoint_every: int = 200
     show_progress: bool = True
+    # Scalars per logged step and per event (`--tensorboard_dir`, see nevis.tensorboard).
+    metrics_writer: MetricsWriter | None = None
 
 
 _TARGET_CHUNK = 1024  # records read at a time when collecting a split's labels
@@ -203,6 +206,7 @@ class _Loop:
             process_index=jax.process_index(),
             process_count=jax.process_count(),
             show_progress=self.options.show_progress,
+            metrics_writer=self._step_writer(meta),
         )
         out = self.learner.train(event, state, ctx)
         info = dict(out.info)
@@ -216,6 +220,14 @@ class _Loop:
             "status": "diverged" if out.info.get("diverged_at_step") else "ok",
         }
         return out.state, record
+
+    def _step_writer(self, meta) -> Any:
+        """The writer's train_step on the stream's step axis (steps of earlier events first)."""
+        writer = self.options.metrics_writer
+        if writer is None or not self.is_writer:
+            return None
+        offset = int(meta.get("resources", {}).get("train_steps", 0))
+        return lambda step, scalars: writer.train_step(offset + step, scalars)
 
     def _targets(self, task, split: str, source) -> np.ndarray:
         """The split's labels by example index, read once per split without decoding images."""
@@ -318,6 +330,8 @@ class _Loop:
                     "resources": resources.as_dict()}
             self.checkpointer.save(state, meta)
             self._write(records, resources, len(events))
+            if self.options.metrics_writer is not None and self.is_writer:
+                self.options.metrics_writer.event(record)
         self.checkpointer.close()
         return self._write(records, resources, len(events))
 

@@ -39,6 +39,11 @@ flags.DEFINE_integer("checkpoint_every", 100, "Training steps between mid-task c
 flags.DEFINE_integer("num_devices", None, "Devices to train on (default: all).")
 flags.DEFINE_bool("overwrite", False, "Delete an existing run in --workdir and start afresh.")
 flags.DEFINE_bool("progress", True, "Show progress bars.")
+flags.DEFINE_string(
+    "tensorboard_dir", None,
+    "Write TensorBoard scalars (training loss and dev error per logged step, every event's "
+    "metrics) into this directory (needs tensorboardX: pip install -e '.[sweep]'). Off by default.",
+)
 flags.DEFINE_string("coordinator_address", None, "jax.distributed coordinator host:port.")
 flags.DEFINE_integer("num_processes", None, "jax.distributed: number of processes.")
 flags.DEFINE_integer("process_id", None, "jax.distributed: this process's id.")
@@ -175,18 +180,32 @@ def _main(argv: list[str]) -> None:
         mesh.size,
         mesh.devices.flat[0].platform,
     )
+    import jax
+
+    writer = None
+    if FLAGS.tensorboard_dir and jax.process_index() == 0:
+        from nevis.tensorboard import TensorBoardWriter
+
+        try:
+            writer = TensorBoardWriter(Path(FLAGS.tensorboard_dir).expanduser())
+        except ImportError:
+            _fail("--tensorboard_dir needs tensorboardX; pip install -e '.[sweep]' "
+                  "(or tensorboardX), or leave out --tensorboard_dir.")
     options = environment.RunOptions(
         workdir=workdir,
         data_dir=data_dir,
         checkpoint_every=FLAGS.checkpoint_every,
         show_progress=FLAGS.progress,
+        metrics_writer=writer,
     )
     try:
         summary = environment.run(stream, learner, options, mesh)
     except (MissingDataError, DatasetError) as e:
         _fail(f"{e}\nResults of completed events are kept in {workdir}.")
+    finally:
+        if writer is not None:
+            writer.close()
     del summary
-    import jax
 
     if jax.process_index() == 0:
         print(results.format_run(workdir))

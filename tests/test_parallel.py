@@ -14,23 +14,26 @@ from conftest import COMPILATION_CACHE, REPO, run_cli, tiny_run_args
 
 from nevis.checkpointing import Checkpointer
 
-# Plain SGD: Adam's first steps divide by tiny second moments and amplify float reordering
-# (single-step gradients agree to 2e-6 either way) into visibly different trajectories.
-SGD = (
-    "--config.stream.tasks=uci_digits",
-    "--config.learner.optimizer.name=sgd",
-    "--config.learner.optimizer.learning_rate=0.05",
-    "--config.learner.optimizer.warmup_steps=30",
+# The default configs (AdamW `independent`; `deq` with its tolerance-based Anderson solves,
+# jittered budgets and mixed initialisation) with tiny budgets, both tasks of the tiny stream
+# in one run per device count. The odd evaluation batch pads differently on every device count.
+TINY_DEFAULTS = (
     "--config.learner.max_steps=20",
     "--config.learner.min_steps=20",
     "--config.learner.eval_every=10",
-    "--config.learner.eval_batch_size=37",  # odd: every device count pads differently
 )
+INDEPENDENT = ("--learner=independent", "--config.learner.eval_batch_size=37")
+# A multiple of 8 keeps the DEQ's evaluation batches (and so any batch-local choice, such as
+# path-independence partners) the same on every device count.
+DEQ_DEFAULT = ("--learner=deq", "--config.learner.eval_batch_size=64")
 EIGHT = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+# Wall-clock, per-device memory and the number of (padded) evaluation batches legitimately
+# differ between device counts.
+NOT_COMPARED = ("seconds", "per_second", "bytes", "dev_batches")
 
 
 def _run(workdir, data_dir, env=None, *extra):
-    return run_cli(*tiny_run_args(workdir, data_dir, *SGD, *extra), env=env)
+    return run_cli(*tiny_run_args(workdir, data_dir, *TINY_DEFAULTS, *extra), env=env)
 
 
 def _params(workdir):
@@ -38,35 +41,98 @@ def _params(workdir):
     return state["models"]
 
 
-def _metrics(workdir):
-    lines = (workdir / "events.jsonl").read_text().splitlines()
-    return [json.loads(line).get("metrics") for line in lines]
+def _events(workdir):
+    return [json.loads(line) for line in (workdir / "events.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
 def single_device_run(tmp_path_factory, data_dir):
     workdir = tmp_path_factory.mktemp("one_device")
-    _run(workdir, data_dir)
+    _run(workdir, data_dir, None, *INDEPENDENT)
     return workdir
 
 
+def _numbers(record: dict) -> dict[str, float]:
+    """The record's metrics and info scalars that must not depend on the device count."""
+    out = {}
+    for group in ("metrics", "info"):
+        for key, value in (record.get(group) or {}).items():
+            if isinstance(value, int | float) and not any(s in key for s in NOT_COMPARED):
+                out[f"{group}.{key}"] = value
+    return out
+
+
+def _compare_events(a, b, tolerance) -> None:
+    """Every event's metrics and diagnostics agree; `tolerance(key, x, n)` bounds |x - y|."""
+    ea, eb = _events(a), _events(b)
+    assert [(e["event"], e["task"]) for e in ea] == [(e["event"], e["task"]) for e in eb]
+    for ra, rb in zip(ea, eb, strict=True):
+        na, nb = _numbers(ra), _numbers(rb)
+        assert set(na) == set(nb), (ra["task"], set(na) ^ set(nb))
+        n = na.get("metrics.num_examples")
+        if n is not None:
+            assert nb["metrics.num_examples"] == n  # padding never counted
+        for key, x in na.items():
+            assert abs(x - nb[key]) <= tolerance(key, x, n), (ra["event"], ra["task"], key, x,
+                                                             nb[key])
+
+
 def _assert_same_results(a, b):
+    """Float reordering only: parameters to 1e-4, metrics to 1e-5, counts exactly."""
     pa, pb = _params(a), _params(b)
     assert jax.tree.structure(pa) == jax.tree.structure(pb)
     for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
-    for ma, mb in zip(_metrics(a), _metrics(b), strict=True):
-        if ma is None:
-            continue
-        assert ma["num_examples"] == mb["num_examples"]  # padding never counted
-        assert ma["top_one_correct"] == mb["top_one_correct"]
-        assert ma["cross_entropy"] == pytest.approx(mb["cross_entropy"], rel=1e-5)
+    _compare_events(a, b, lambda key, x, n: 0 if isinstance(x, int) else 1e-5 * abs(x) + 1e-7)
 
 
 def test_eight_devices_match_one(single_device_run, tmp_path, data_dir):
-    proc = _run(tmp_path, data_dir, EIGHT)
+    # Default AdamW: its first steps divide by tiny second moments, yet the sharded
+    # reductions' reordering stays at float level here (measured: parameters 4e-7, cross-
+    # entropy 3e-8 relative, identical counts, over both tasks).
+    proc = _run(tmp_path, data_dir, EIGHT, *INDEPENDENT)
     assert "devices: 8" in proc.stderr
     _assert_same_results(single_device_run, tmp_path)
+
+
+def _deq_tolerance(key: str, x: float, n: int | None) -> float:
+    """Bounds for the default DEQ, whose solvers stop per example on a tolerance.
+
+    A residual within float-reordering noise of the tolerance stops an example one step
+    earlier or later on one device count than on the other (measured: 8-device adjoint
+    steps 5.1281 vs 5.1258 per example on average). That example's state and gradient then
+    differ by about the tolerance, and AdamW (sign-like early updates) carries the difference
+    into the parameters (measured: up to 1 % on a few GroupNorm biases); the predictions move
+    less (cross-entropy 3e-5 relative, one of 215 uci_digits predictions flipped). Bounds:
+    a prediction may flip for 1 % of the examples (at least 1), continuous metrics and losses
+    may move by 1e-3 relative, mean step counts by 0.1 and a maximum by 1, residuals and
+    path-independence scores by 1e-2 absolute.
+    """
+    flips = max(1, int(0.01 * n)) if n else 1
+    if key == "metrics.num_examples" or key.endswith(("num_steps", "steps_run", "evaluations",
+                                                      "classes_scored")):
+        return 0
+    if key.endswith("_correct"):
+        return flips
+    if key.endswith(("error", "accuracy", "mean_average_precision")):
+        return flips / (n or 1) + 1e-6
+    if "steps" in key:
+        return 1 if key.endswith("_max") or isinstance(x, int) else 0.1
+    if "residual" in key or "scores/" in key or "not_converged" in key or "aa" in key:
+        return 1e-2
+    return 1e-3 * abs(x) + 1e-6
+
+
+def test_default_deq_eight_devices_match_one(tmp_path, data_dir):
+    one, eight = tmp_path / "one", tmp_path / "eight"
+    _run(one, data_dir, None, *DEQ_DEFAULT)
+    proc = _run(eight, data_dir, EIGHT, *DEQ_DEFAULT)
+    assert "devices: 8" in proc.stderr
+    _compare_events(one, eight, _deq_tolerance)
+    sa = json.loads((one / "summary.json").read_text())
+    sb = json.loads((eight / "summary.json").read_text())
+    for name, value in sa["diagnostics"].items():  # path independence (AA), residuals
+        assert abs(value["mean"] - sb["diagnostics"][name]["mean"]) <= 1e-2, name
 
 
 def test_num_devices_flag(tmp_path, data_dir):
@@ -127,8 +193,8 @@ def _free_port() -> int:
 def test_two_processes_match_one(single_device_run, tmp_path, data_dir):
     port = _free_port()
     args = [sys.executable, "-m", "nevis.run",
-            *tiny_run_args(tmp_path, data_dir, *SGD, f"--coordinator_address=127.0.0.1:{port}",
-                           "--num_processes=2")]
+            *tiny_run_args(tmp_path, data_dir, *TINY_DEFAULTS, *INDEPENDENT,
+                           f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2")]
     env = {"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu", "NEVIS_CACHE_DIR": COMPILATION_CACHE}
     procs = [subprocess.Popen(args + [f"--process_id={i}"], cwd=REPO, env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
@@ -139,15 +205,27 @@ def test_two_processes_match_one(single_device_run, tmp_path, data_dir):
     _assert_same_results(single_device_run, tmp_path)
 
 
+# Plain SGD on one task, for the exact DEQ comparison below.
+SGD = (
+    "--config.stream.tasks=uci_digits",
+    "--config.learner.optimizer.name=sgd",
+    "--config.learner.optimizer.learning_rate=0.05",
+    "--config.learner.optimizer.warmup_steps=30",
+    "--config.learner.eval_batch_size=37",
+)
+
+
 def test_deq_eight_devices_match_one(tmp_path, data_dir):
     # Tolerances of 0 run every solve for its full budget: a per-example stopping test is a
-    # discrete decision that float reordering between device counts could flip.
+    # discrete decision that float reordering between device counts could flip (the
+    # default-tolerance comparison above bounds what such flips do); without them the
+    # results agree to float reordering.
     deq = ("--learner=deq", "--config.learner.model.width=16",
            "--config.learner.solver.max_steps=6", "--config.learner.solver.backward_max_steps=6",
            "--config.learner.solver.budget_jitter=2", "--config.learner.solver.tol=0.0",
            "--config.learner.solver.backward_tol=0.0")
     one, eight = tmp_path / "one", tmp_path / "eight"
-    _run(one, data_dir, None, *deq)
-    proc = _run(eight, data_dir, EIGHT, *deq)
+    _run(one, data_dir, None, *SGD, *deq)
+    proc = _run(eight, data_dir, EIGHT, *SGD, *deq)
     assert "devices: 8" in proc.stderr
     _assert_same_results(one, eight)

@@ -2,10 +2,13 @@
 
     python -m nevis.analysis.report runs/deq-embedded [runs/independent-embedded ...]
         [--output_dir DIR] [--notebooks path_independence,stream_overview] [--timeout 600]
+    python -m nevis.analysis.report runs/independent-embedded-sweep-lr   # a sweep's trials
 
 Writes the executed notebooks and their PNG figures into `<first run dir>/figures/` (or
-`--output_dir`) and prints their paths. Exits non-zero, naming the notebook, the cell and the
-error, if any cell fails; the failed notebook is still written, with its error output.
+`--output_dir`) and prints their paths. A sweep directory (`python -m nevis.sweep`) stands for
+its trials' run directories, and its figures go into `<sweep dir>/figures/`. Exits non-zero,
+naming the notebook, the cell and the error, if any cell fails; the failed notebook is still
+written, with its error output.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from nevis.analysis.figures import output_dir_for
 from nevis.analysis.runs import parse_run_dirs
+from nevis.analysis.sweeps import expand_run_dirs
 
 # The notebooks live next to the package in the source tree (`analysis/` at the repo root).
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "analysis"
@@ -71,11 +75,13 @@ def run_notebooks(run_dirs: str | Sequence[str | Path], output_dir: str | Path |
     Every notebook is run even if an earlier one fails, then one NotebookError lists all
     failures, so a single report shows everything that is broken.
     """
-    paths = [p.resolve() for p in parse_run_dirs(run_dirs)]
+    given = [p.resolve() for p in parse_run_dirs(run_dirs)]
+    paths = [p.resolve() for p in expand_run_dirs(given)]
     for p in paths:
         if not (p / "events.jsonl").exists():
-            raise FileNotFoundError(f"{p} is not a run directory (no events.jsonl).")
-    out = output_dir_for(paths, output_dir).resolve()
+            raise FileNotFoundError(f"{p} is not a run directory (no events.jsonl) nor a "
+                                    "sweep directory (no sweep.json).")
+    out = output_dir_for(given, output_dir).resolve()
     parameters = {"run_dirs": [str(p) for p in paths], "output_dir": str(out)}
     start = time.time()
     written, errors = [], []
@@ -98,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m nevis.analysis.report",
         description="Execute the analysis notebooks on run directories and save their figures.",
     )
-    parser.add_argument("run_dirs", nargs="+", help="run directories (written by nevis.run)")
+    parser.add_argument("run_dirs", nargs="+",
+                        help="run directories (nevis.run) or sweep directories (nevis.sweep)")
     parser.add_argument("--output_dir", default=None,
                         help="where figures and executed notebooks go "
                              "(default: <first run dir>/figures)")

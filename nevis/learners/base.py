@@ -77,6 +77,9 @@ class TrainContext:
     process_index: int = 0
     process_count: int = 1
     show_progress: bool = True
+    # Optional scalar logging (`--tensorboard_dir`): (step within the event, name → value),
+    # called at logged and validated steps; None when nothing is written.
+    metrics_writer: Callable[[int, Mapping[str, Any]], None] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -310,9 +310,15 @@ def train_task(
             pending = (done, out)
             bar.update(1)
             if done % config.log_every == 0:
+                if ctx.metrics_writer is not None:  # this step's own values: a device sync
+                    if not aux.add(*pending):
+                        info["diverged_at_step"] = done
+                        break
+                    pending = None
+                    ctx.metrics_writer(done, aux.last)
                 bar.set_postfix(loss=f"{aux.last.get('loss', math.nan):.3f}", refresh=False)
             if done % config.eval_every == 0 or done == num_steps:
-                if not aux.add(*pending):
+                if pending is not None and not aux.add(*pending):
                     info["diverged_at_step"] = done
                     break
                 pending = None
@@ -331,6 +337,8 @@ def train_task(
                 if error < best_error:
                     best_error, best_step = error, done
                     best = _copy(carry[0])  # the step donates its input buffers
+                if ctx.metrics_writer is not None:
+                    ctx.metrics_writer(done, {"dev_error": error, "best_dev_error": best_error})
                 bar.set_postfix(loss=f"{aux.last.get('loss', math.nan):.3f}",
                                 dev_error=f"{error:.3f}", refresh=False)
             if done % ctx.checkpoint_every == 0 and done < num_steps:
