@@ -16,12 +16,15 @@ def test_unknown_key_lists_valid_keys(capsys, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_catalog_key_without_handler_is_reported_and_others_still_prepared(capsys, tmp_path):
-    code = prepare.main(["--dataset=aberdeen,lfw_faces", f"--data_dir={tmp_path}"])
+def test_a_dataset_that_cannot_be_prepared_does_not_stop_the_others(capsys, tmp_path):
+    mirror = tmp_path / "empty_mirror"  # offline: the mirror lacks aberdeen's archive
+    mirror.mkdir()
+    code = prepare.main(["--dataset=aberdeen,lfw_faces", f"--data_dir={tmp_path / 'data'}",
+                         f"--mirror={mirror}", f"--download_dir={tmp_path / 'raw'}"])
     assert code == 1  # not every requested dataset is ready
     out = capsys.readouterr().out
-    assert "aberdeen" in out and "no handler is written" in out
-    assert storage.is_prepared("lfw_faces", tmp_path)
+    assert "aberdeen" in out and "the mirror" in out and "Aberdeen.zip" in out
+    assert storage.is_prepared("lfw_faces", tmp_path / "data")
 
 
 def test_module_entry_point_exit_code():
