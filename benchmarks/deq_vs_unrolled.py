@@ -5,8 +5,8 @@ iterations: training steps/s and the compiled step's temporary memory, side by s
 
 Both are `--learner=deq` on one embedded task with a fixed budget (no jitter, tolerance 0):
 the unrolled variant backpropagates through every one of the forward iterations
-(`solver.grad=unrolled`); the DEQ uses implicit gradients whose adjoint solve is also forced
-to run exactly `iterations` steps (`solver.backward_tol=0`), so neither side stops early and
+(`deq.grad=unrolled`); the DEQ uses implicit gradients whose adjoint solve is also forced
+to run exactly `iterations` steps (`deq.b_tol=0`), so neither side stops early and
 both do the same number of cell evaluations / VJPs per step. Figures come from the runs'
 events.jsonl (`steady_steps_per_second`, the training loop's own rate, which includes the
 same end-of-task overheads on both sides; `step_temp_bytes`: XLA's compiled temporary
@@ -30,11 +30,11 @@ def run(workdir: Path, data_dir: Path, grad: str, iterations: int, steps: int) -
            f"--data_dir={data_dir}", "--noprogress", "--config.stream.tasks=uci_digits",
            "--config.stream.final_evaluation=False",
            f"--config.learner.min_steps={steps}", f"--config.learner.max_steps={steps}",
-           f"--config.learner.solver.grad={grad}", "--config.learner.solver.budget_jitter=0",
-           "--config.learner.solver.tol=0.0",  # never stop early: exactly `iterations` steps
-           "--config.learner.solver.backward_tol=0.0",  # nor the implicit adjoint
-           f"--config.learner.solver.max_steps={iterations}",
-           f"--config.learner.solver.backward_max_steps={iterations}",
+           f"--config.learner.deq.grad={grad}", "--config.learner.budget_jitter=0",
+           "--config.learner.deq.tol=0.0",  # never stop early: exactly `iterations` steps
+           "--config.learner.deq.b_tol=0.0",  # nor the implicit adjoint
+           f"--config.learner.deq.max_steps={iterations}",
+           f"--config.learner.deq.b_max_steps={iterations}",
            f"--config.learner.eval_every={steps}"]
     subprocess.run(cmd, cwd=REPO, check=True, capture_output=True)
     record = json.loads((workdir / "events.jsonl").read_text().splitlines()[0])

@@ -4,7 +4,7 @@ per-task loop ÷ a bare `jax.jit` loop over the same model, loss, optimiser and 
 
     python benchmarks/harness_throughput.py [--learner=independent|finetune|deq]
         [--task=mnist_5k] [--steps=150] [--repeats=3] [--num_devices=N]
-        [--set image_size=16 --set solver.max_steps=8 ...]   # learner config overrides
+        [--set image_size=16 --set deq.max_steps=8 ...]   # learner config overrides
 
 The harness side is the learner's own `train` (the public learner API, as
 `python -m nevis.run` calls it): it reads batches through the loader (decode, augmentation,
@@ -67,7 +67,7 @@ def capture_train_task(store: dict):
 
 
 def apply_override(config: ConfigDict, item: str) -> None:
-    """KEY=VALUE (KEY dotted, e.g. solver.max_steps) into the learner config, or exit."""
+    """KEY=VALUE (KEY dotted, e.g. deq.max_steps) into the learner config, or exit."""
     key, sep, value = item.partition("=")
     *path, leaf = key.split(".")
     node = config

@@ -20,9 +20,7 @@ from experiments import independent
 def get_config() -> ConfigDict:
     config = independent.get_config()
     config.name = "deq"
-    config.strategy = "independent"  # or "finetune": carry stem and cell to the next task
-    config.model = ConfigDict({
-        "name": "deq",
+    config.model = ConfigDict({  # nevis.models.deq.DEQClassifier's arguments
         "width": 32,  # channels of the equilibrium state
         "stem_widths": (16,),  # explicit ResNet stages before the cell (each halves H, W)
         "stem_stride": 2,
@@ -34,19 +32,27 @@ def get_config() -> ConfigDict:
     config.image_size = 32
     config.batch_size = 32
     config.eval_batch_size = 128
-    config.solver = ConfigDict({
-        "name": "anderson",  # or fixed_point, broyden
-        "anderson_memory": 5,
-        "anderson_lambda": 1e-4,
+    # nevis.equilibrium.DEQOptions, passed through under the library's own names.
+    config.deq = ConfigDict({
+        "solver": "anderson",  # fixed_point | anderson | broyden
         "max_steps": 12,  # the training budget; prediction uses 1x, 2x and 4x of it
         "tol": 1e-2,  # relative residual, per example
-        "budget_jitter": 4,  # training budget drawn from [max_steps - jitter, max_steps]
-        "init": "mixed_example",  # zeros | gaussian | mixed_example | mixed_element
         "grad": "implicit",  # implicit | phantom | one_step | unrolled
-        "backward_tol": 1e-2,
-        "backward_max_steps": 12,
+        "b_tol": 1e-2,
+        "b_max_steps": 12,
         "phantom_steps": 5,
         "phantom_tau": 0.5,
     })
+    # Each solver's keyword options (nevis.equilibrium.SOLVERS); `deq.solver`'s entry is used.
+    config.solver_options = ConfigDict({
+        "anderson": {"m": 5, "lam": 1e-4},
+        "fixed_point": {"tau": 1.0},
+        "broyden": {"memory": 30},
+    })
+    # Path independence: the start of each training solve (nevis.equilibrium.INITS: zeros |
+    # gaussian | mixed_example | mixed_element) and a forward budget drawn per batch from
+    # [deq.max_steps - budget_jitter, deq.max_steps].
+    config.init = "mixed_example"
+    config.budget_jitter = 4
     config.jacobian_reg = ConfigDict({"weight": 0.0})
     return config

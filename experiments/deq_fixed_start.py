@@ -13,7 +13,6 @@ from experiments import deq
 
 def get_config() -> ConfigDict:
     config = deq.get_config()
-    config.name = "deq"
-    config.solver.init = "zeros"
-    config.solver.budget_jitter = 0
+    config.init = "zeros"
+    config.budget_jitter = 0
     return config

@@ -13,6 +13,5 @@ from experiments import independent
 
 def get_config() -> ConfigDict:
     config = independent.get_config()
-    config.name = "finetune"
     config.strategy = "finetune"
     return config

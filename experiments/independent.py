@@ -16,11 +16,11 @@ from ml_collections import ConfigDict
 
 def get_config() -> ConfigDict:
     config = ConfigDict()
-    config.name = "independent"
+    config.name = "baseline"  # the learner's factory (nevis.learners.FACTORIES)
     config.strategy = "independent"  # or "finetune": carry the backbone to the next task
     config.seed = 1
     config.model = ConfigDict({
-        "name": "resnet",
+        "name": "resnet",  # a backbone of nevis.models.BACKBONES
         "kwargs": {"widths": (16, 32, 64), "blocks": (1, 1, 1), "norm_groups": 8,
                    "stem_stride": 2},
     })

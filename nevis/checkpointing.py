@@ -54,9 +54,10 @@ class Checkpointer:
         self._count = -1 if self._count is None else self._count
 
     def save(self, learner_state: Any, meta: dict[str, Any], mid_event: Any = None) -> None:
+        """Saves the learner state, JSON metadata and optionally a mid-event pytree."""
         items = {
             "learner": ocp.args.StandardSave(_savable(learner_state)),
-            "meta": ocp.args.JsonSave({**meta, "has_mid_event": mid_event is not None}),
+            "meta": ocp.args.JsonSave(meta),
         }
         if mid_event is not None:
             items["mid_event"] = ocp.args.StandardSave(_savable(mid_event))

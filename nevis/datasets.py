@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nevis.data import embedded, storage
-from nevis.data.storage import DatasetError, SplitSource
+from nevis.data import embedded, storage_format, storage_reader
+from nevis.data.storage_format import DatasetError
+from nevis.data.storage_reader import SplitSource
 from nevis.streams import Stream
 from nevis.tasks import TaskSpec
 
@@ -30,7 +31,7 @@ class DataAccess:
         for task in stream.unique_tasks():
             if task.source == "embedded":  # built (or rebuilt at a new version) on first use
                 embedded.prepare_embedded(task, self.data_dir, progress=self.show_progress)
-            elif not storage.is_prepared(task.key, self.data_dir):
+            elif not storage_format.is_prepared(task.key, self.data_dir):
                 missing.append(task)
         if missing:
             lines = [f"  {t.key:28s} {t.name} ({t.year}, source: {t.source})" for t in missing]
@@ -52,7 +53,7 @@ class DataAccess:
             version = (
                 embedded.embedded_dataset(task.key).version if task.source == "embedded" else None
             )
-            self._open[key] = storage.open_split(task, split, self.data_dir, version=version)
+            self._open[key] = storage_reader.open_split(task, split, self.data_dir, version=version)
         return self._open[key]
 
 

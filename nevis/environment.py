@@ -1,8 +1,9 @@
 """The environment loop: stream → learner → metrics → results. The only writer of results.
 
-State between events is (completed event count, learner state, event records, resources); it
-is checkpointed after every event and every `checkpoint_every` training steps, so a killed
-run resumes where it stopped and ends with the same results as an uninterrupted one.
+State between events is the learner's state and the loop's own `LoopState` (completed event
+count, event records, resources); both are checkpointed after every event and every
+`checkpoint_every` training steps, so a killed run resumes where it stopped and ends with the
+same results as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -48,6 +49,40 @@ class RunOptions:
 
 
 _TARGET_CHUNK = 1024  # records read at a time when collecting a split's labels
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopState:
+    """The loop's state between events; checkpointed as JSON next to the learner's state."""
+
+    completed: int = 0  # events done, in stream order
+    records: tuple[dict[str, Any], ...] = ()  # one per completed event (events.jsonl)
+    resources: ResourceUsage = ResourceUsage()  # summed over the completed events
+    # While a training event is interrupted mid-way: its index, and the learner's notes
+    # (running statistics) saved with its mid-event checkpoint.
+    mid_event_index: int | None = None
+    mid_event_notes: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def resumes(self, index: int) -> bool:
+        """Whether event `index` continues from a mid-event checkpoint."""
+        return self.mid_event_index == index
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"completed": self.completed, "records": list(self.records),
+               "resources": self.resources.as_dict(),
+               "has_mid_event": self.mid_event_index is not None}
+        if self.mid_event_index is not None:
+            out.update(event_index=self.mid_event_index, mid_event_notes=self.mid_event_notes)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LoopState:
+        mid = values.get("event_index") if values.get("has_mid_event") else None
+        return cls(completed=int(values["completed"]), records=tuple(values["records"]),
+                   resources=ResourceUsage.from_dict(values["resources"]),
+                   mid_event_index=mid,
+                   mid_event_notes=dict(values.get("mid_event_notes") or {}) if mid is not None
+                   else {})
 
 
 class EventFailure(Exception):
@@ -180,13 +215,13 @@ class _Loop:
 
     # -- events ------------------------------------------------------------------------------
 
-    def _train(self, index: int, event: TrainingEvent, state, meta) -> tuple[Any, dict]:
-        resume = meta.get("has_mid_event") and meta.get("event_index") == index
-        pending = {"resume": bool(resume)}
+    def _train(self, index: int, event: TrainingEvent, state,
+               loop: LoopState) -> tuple[Any, dict]:
+        pending = {"resume": loop.resumes(index)}
 
         def save(mid_event, notes):
-            meta_now = {**meta, "event_index": index, "mid_event_notes": notes}
-            self.checkpointer.save(state, meta_now, mid_event)
+            now = dataclasses.replace(loop, mid_event_index=index, mid_event_notes=notes)
+            self.checkpointer.save(state, now.to_dict(), mid_event)
 
         def restore(template):
             if not pending["resume"]:
@@ -195,7 +230,7 @@ class _Loop:
             pending["restored"] = True
             log.info("Resuming event %d (%s) from its mid-event checkpoint.", index,
                      event.task.key)
-            return self.checkpointer.restore_mid_event(template), meta.get("mid_event_notes", {})
+            return self.checkpointer.restore_mid_event(template), loop.mid_event_notes
 
         ctx = TrainContext(
             data=self.data.open,
@@ -206,7 +241,7 @@ class _Loop:
             process_index=jax.process_index(),
             process_count=jax.process_count(),
             show_progress=self.options.show_progress,
-            metrics_writer=self._step_writer(meta),
+            metrics_writer=self._step_writer(loop),
         )
         out = self.learner.train(event, state, ctx)
         info = dict(out.info)
@@ -221,12 +256,12 @@ class _Loop:
         }
         return out.state, record
 
-    def _step_writer(self, meta) -> Any:
+    def _step_writer(self, loop: LoopState) -> Any:
         """The writer's train_step on the stream's step axis (steps of earlier events first)."""
         writer = self.options.metrics_writer
         if writer is None or not self.is_writer:
             return None
-        offset = int(meta.get("resources", {}).get("train_steps", 0))
+        offset = loop.resources.train_steps
         return lambda step, scalars: writer.train_step(offset + step, scalars)
 
     def _targets(self, task, split: str, source) -> np.ndarray:
@@ -294,19 +329,14 @@ class _Loop:
         self.data.check_stream(self.stream)
         restored = self.checkpointer.restore()
         if restored is None:
-            state = self.learner.init()
-            meta: dict[str, Any] = {"completed": 0, "records": [], "resources": {}}
+            state, loop = self.learner.init(), LoopState()
         else:
-            state, meta = restored
-            log.info("Resuming %s after %d of %d events.", self.workdir, meta["completed"],
+            state, loop = restored[0], LoopState.from_dict(restored[1])
+            log.info("Resuming %s after %d of %d events.", self.workdir, loop.completed,
                      len(events))
-        resources = ResourceUsage(**{
-            k: v for k, v in meta["resources"].items() if k != "total_flops"
-        })
-        records: list[dict[str, Any]] = meta["records"]
-        self._write(records, resources, len(events))
+        self._write(loop, len(events))
         for index, event in enumerate(events):
-            if index < meta["completed"]:
+            if index < loop.completed:
                 continue
             t0 = time.perf_counter()
             task = event.task
@@ -314,73 +344,35 @@ class _Loop:
                     "task": task.key, "name": task.name,
                     "year": event.year, "kind": task.kind.value, "split": None, "final": False}
             if isinstance(event, TrainingEvent):
-                state, record = self._train(index, event, state, meta)
-                resources = resources + ResourceUsage(**{
-                    k: v for k, v in record["resources"].items() if k != "total_flops"
-                })
+                state, record = self._train(index, event, state, loop)
+                used = ResourceUsage.from_dict(record["resources"])
             else:
                 base.update(split=event.split, final=event.final)
                 record, used = self._predict(index, event, state)
-                resources = resources + used
                 record["resources"] = used.as_dict()
+            resources = loop.resources + used
             record = {**base, **record, "cumulative_train_flops": resources.train_flops,
                       "seconds": time.perf_counter() - t0}
-            records.append(record)
-            meta = {"completed": index + 1, "records": records,
-                    "resources": resources.as_dict()}
-            self.checkpointer.save(state, meta)
-            self._write(records, resources, len(events))
+            loop = LoopState(completed=index + 1, records=(*loop.records, record),
+                             resources=resources)
+            self.checkpointer.save(state, loop.to_dict())
+            self._write(loop, len(events))
             if self.options.metrics_writer is not None and self.is_writer:
                 self.options.metrics_writer.event(record)
         self.checkpointer.close()
-        return self._write(records, resources, len(events))
+        return self._write(loop, len(events))
 
-    def _write(self, records, resources: ResourceUsage, num_events: int) -> dict[str, Any]:
-        summary = build_summary(self.stream, records, resources, num_events)
+    def _write(self, loop: LoopState, num_events: int) -> dict[str, Any]:
+        records = list(loop.records)
+        # Every field of summary.json is documented in WORKSPACE.md ("Result files").
+        summary = {"schema_version": results.SCHEMA_VERSION,
+                   **metrics.run_summary(self.stream.name, records, loop.resources.as_dict(),
+                                         num_events)}
         if self.is_writer:
             results.write_events(self.workdir / "events.jsonl", records)
             results.write_tasks_csv(self.workdir / "tasks.csv", records)
             results.write_json(self.workdir / "summary.json", summary)
         return summary
-
-
-def build_summary(stream: Stream, records, resources: ResourceUsage, num_events: int) -> dict:
-    """summary.json; every field is documented in WORKSPACE.md ("Result files")."""
-    ok = [r for r in records if r["status"] == "ok"]
-    predictions = [r for r in ok if r["event"] == "predict"]
-    summary: dict[str, Any] = {
-        "schema_version": results.SCHEMA_VERSION,
-        "stream": stream.name,
-        "complete": len(records) == num_events,
-        "events_completed": len(records),
-        "events_total": num_events,
-        "splits": metrics.stream_summary(records),  # failed events count as error 1
-        "resources": resources.as_dict(),
-        "failed_events": [
-            {k: r.get(k) for k in ("event_index", "task", "split", "status", "reason")}
-            for r in records if r["status"] != "ok"
-        ],
-        "diagnostic_failures": [
-            {k: r.get(k) for k in ("event_index", "task", "split", "diagnostic_failures")}
-            for r in records if r.get("diagnostic_failures")
-        ],
-        "diverged_tasks": {
-            r["task"]: r["info"].get("diverged_at_step") for r in records
-            if r["event"] == "train" and r["status"] == "diverged"
-        },
-        "timing": {"seconds": sum(r["seconds"] for r in records)},
-    }
-    # Per-example scores a learner reports (e.g. path independence), averaged per event as
-    # `scores/<name>`: their stream mean and correlation with per-event accuracy.
-    during = [r for r in predictions if not r["final"]]
-    for name in sorted({k for r in during for k in r["metrics"] if k.startswith("scores/")}):
-        pairs = [(r["metrics"][name], 1 - r["metrics"]["error"]) for r in during
-                 if r["metrics"].get(name) is not None]
-        entry: dict[str, Any] = {"mean": float(np.mean([p[0] for p in pairs])) if pairs else None}
-        if len(pairs) >= 3 and np.std([p[0] for p in pairs]) > 0:
-            entry["pearson_with_accuracy"] = float(np.corrcoef(np.array(pairs).T)[0, 1])
-        summary.setdefault("diagnostics", {})[name.removeprefix("scores/")] = entry
-    return summary
 
 
 def run(stream: Stream, learner: Learner, options: RunOptions, mesh: Mesh) -> dict[str, Any]:

@@ -221,3 +221,52 @@ def stream_summary(records: list[Mapping[str, Any]]) -> dict[str, Any]:
             out["forgetting"] = forgetting
         summary[split] = out
     return summary
+
+
+def run_summary(stream: str, records: list[Mapping[str, Any]], resources: Mapping[str, float],
+                num_events: int) -> dict[str, Any]:
+    """A run's summary from its event records: stream errors per split (failed events count
+    as error 1), compute, failures, divergences, timing and the learner's score diagnostics."""
+    summary: dict[str, Any] = {
+        "stream": stream,
+        "complete": len(records) == num_events,
+        "events_completed": len(records),
+        "events_total": num_events,
+        "splits": stream_summary(records),
+        "resources": dict(resources),
+        "failed_events": [
+            {k: r.get(k) for k in ("event_index", "task", "split", "status", "reason")}
+            for r in records if r["status"] != "ok"
+        ],
+        "diagnostic_failures": [
+            {k: r.get(k) for k in ("event_index", "task", "split", "diagnostic_failures")}
+            for r in records if r.get("diagnostic_failures")
+        ],
+        "diverged_tasks": {
+            r["task"]: r["info"].get("diverged_at_step") for r in records
+            if r["event"] == "train" and r["status"] == "diverged"
+        },
+        "timing": {"seconds": sum(r["seconds"] for r in records)},
+    }
+    diagnostics = score_diagnostics(records)
+    if diagnostics:
+        summary["diagnostics"] = diagnostics
+    return summary
+
+
+def score_diagnostics(records: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per-example scores a learner reports (e.g. path independence), averaged per event as
+    `scores/<name>`: their mean over the stream's prediction events (not the final
+    re-evaluation), and their Pearson correlation with per-event accuracy when at least three
+    events vary. A quick look only; `nevis.analysis` has the statistics with intervals."""
+    during = [r for r in records
+              if r["status"] == "ok" and r["event"] == "predict" and not r["final"]]
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted({k for r in during for k in r["metrics"] if k.startswith("scores/")}):
+        pairs = [(r["metrics"][name], 1 - r["metrics"]["error"]) for r in during
+                 if r["metrics"].get(name) is not None]
+        entry: dict[str, Any] = {"mean": float(np.mean([p[0] for p in pairs])) if pairs else None}
+        if len(pairs) >= 3 and np.std([p[0] for p in pairs]) > 0:
+            entry["pearson_with_accuracy"] = float(np.corrcoef(np.array(pairs).T)[0, 1])
+        out[name.removeprefix("scores/")] = entry
+    return out

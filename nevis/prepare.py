@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from nevis.data import embedded, storage
+from nevis.data import embedded, storage_format
 from nevis.data.download import FetchOptions
 from nevis.data.sources import PrepareError
 
@@ -156,7 +156,7 @@ def run(args) -> int:
     if args.jobs < 1:
         print("error: --jobs must be at least 1.", file=sys.stderr)
         return EXIT_USAGE
-    data_dir = storage.resolve_data_dir(args.data_dir)
+    data_dir = storage_format.resolve_data_dir(args.data_dir)
     fetch = FetchOptions(
         download_dir=Path(args.download_dir).expanduser().absolute() if args.download_dir
         else default_download_dir(),
@@ -173,10 +173,10 @@ def run(args) -> int:
     outcomes = []
     for key in embedded_keys:
         spec = embedded.embedded_dataset(key).spec
-        was_ready = storage.is_prepared(key, data_dir,
+        was_ready = storage_format.is_prepared(key, data_dir,
                                         version=embedded.embedded_dataset(key).version)
         embedded.prepare_embedded(spec, data_dir, force=args.force, progress=args.progress)
-        manifest = storage.stored_manifest(key, data_dir)
+        manifest = storage_format.stored_manifest(key, data_dir)
         outcomes.append(pipeline.Outcome(
             key, "ready" if was_ready and not args.force else "prepared now",
             "embedded (built from installed packages)",

@@ -62,8 +62,11 @@ def _peek(argv: list[str], name: str, default: str) -> str:
 
 
 def base_config(learner: str, stream: str) -> ConfigDict:
+    """The run's config: the learner and stream configs, and the experiment's name (the
+    learner config's file name, e.g. `finetune` or `deq_fixed_start`) that labels the run."""
     return ConfigDict(
         {
+            "experiment": Path(learner).stem,
             "learner": configs.learner_config(learner),
             "stream": configs.stream_config(stream),
         }
@@ -116,7 +119,7 @@ def _main(argv: list[str]) -> None:
     _enable_compilation_cache()
     # Heavy imports after flag parsing: errors above are instant.
     from nevis import environment, parallel, results
-    from nevis.data.storage import DatasetError, default_data_dir
+    from nevis.data.storage_format import DatasetError, default_data_dir
     from nevis.datasets import MissingDataError
     from nevis.learners import make_learner
     from nevis.streams import make_stream
@@ -152,8 +155,7 @@ def _main(argv: list[str]) -> None:
         )
 
     output_dir = Path(os.environ.get("NEVIS_OUTPUT_DIR", "runs"))
-    label = Path(FLAGS.learner).stem  # the config's name, e.g. deq or deq_fixed_start
-    workdir = Path(FLAGS.workdir or output_dir / f"{label}-{stream.name}")
+    workdir = Path(FLAGS.workdir or output_dir / f"{config.experiment}-{stream.name}")
     workdir = workdir.expanduser().absolute()
     if FLAGS.overwrite and workdir.exists():
         shutil.rmtree(workdir)

@@ -17,6 +17,12 @@ class TaskKind(enum.StrEnum):
     SINGLE_LABEL = "single_label"
     MULTI_LABEL = "multi_label"
 
+    @property
+    def label_field(self) -> str:
+        """The example field holding the target: `label` (a class index) for single-label
+        tasks, `labels` (a multi-hot vector in batches) for multi-label ones."""
+        return "label" if self is TaskKind.SINGLE_LABEL else "labels"
+
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:

@@ -33,8 +33,8 @@ HAS_DEQ = (REPO / "experiments" / "deq.py").exists()
 # A one-task DEQ run small enough to compile and train in about 25 s on two busy cores.
 TINY_DEQ = (
     "--learner=deq", "--config.stream.tasks=uci_digits", "--config.learner.model.width=16",
-    "--config.learner.solver.max_steps=4", "--config.learner.solver.backward_max_steps=4",
-    "--config.learner.solver.budget_jitter=1", "--config.learner.min_steps=20",
+    "--config.learner.deq.max_steps=4", "--config.learner.deq.b_max_steps=4",
+    "--config.learner.budget_jitter=1", "--config.learner.min_steps=20",
     "--config.learner.max_steps=20", "--config.learner.eval_every=20",
     "--config.learner.eval_batch_size=128",
 )
@@ -133,7 +133,8 @@ def write_synthetic_run(workdir: Path, learner: str = "deq", seed: int = 0,
     }
     if with_aa:
         summary["diagnostics"] = {"aa": {"mean": 0.6, "pearson_with_accuracy": 0.9}}
-    config = {"learner": {"name": learner}, "stream": {"name": "synthetic"}}
+    config = {"experiment": learner, "learner": {"name": learner},
+              "stream": {"name": "synthetic"}}
     (workdir / "config.json").write_text(json.dumps(config))
     (workdir / "summary.json").write_text(json.dumps(summary))
     (workdir / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))

@@ -28,7 +28,7 @@ def test_harness_throughput_runs_the_deq_learner(data_dir):
     proc = _bench("harness_throughput.py", "--learner=deq", "--task=uci_digits",
                   f"--data_dir={data_dir}", "--steps=11", "--repeats=1",
                   "--set", "image_size=16", "--set", "model.width=16",
-                  "--set", "solver.max_steps=4", "--set", "solver.budget_jitter=1")
+                  "--set", "deq.max_steps=4", "--set", "budget_jitter=1")
     m = re.search(r"\(a\) harness ([0-9.]+) steps/s / bare jit ([0-9.]+) steps/s", proc.stdout)
     assert m and float(m.group(1)) > 0 and float(m.group(2)) > 0, proc.stdout
     assert "steps 5..10 timed" in proc.stdout

@@ -23,11 +23,12 @@ import pytest
 from conftest import REPO
 
 from nevis import parallel
+from nevis.budgets import BUDGETS
 from nevis.configs import learner_config
 from nevis.data import loader
 from nevis.data.embedded import embedded_dataset
 from nevis.datasets import DataAccess
-from nevis.learners import deq, finetune, task_models
+from nevis.learners import baseline, deq, per_task
 from nevis.learners.base import PredictContext, TrainContext
 from nevis.models import init_params
 from nevis.streams import PredictionEvent, TrainingEvent
@@ -136,7 +137,7 @@ def deq_inference_macs(p: dict, k: int) -> float:
     """Per-row multiply-adds of a DEQ prediction: pass 1 solves every budget (plus the
     limit-cycle check's two f evaluations and the head), pass 2 re-solves it from partners."""
     total = 2 * p["stem"]["forward"]
-    for b in deq.BUDGETS:
+    for b in BUDGETS:
         solve = (k * b + 1) * p["cell"] + k * b * p["mixing"]
         total += solve + 2 * p["cell"] + p["head"] + solve
     return total
@@ -150,12 +151,13 @@ def _small(config):
     return config
 
 
-def deq_config(**solver):
+def deq_config(**options):
     config = _small(learner_config("deq"))
     config.model.width = 32
-    config.solver.update({"max_steps": K_FORWARD, "backward_max_steps": K_BACKWARD,
-                          "budget_jitter": 0, "tol": 0.0, "backward_tol": 0.0,
-                          "anderson_memory": ANDERSON_M, **solver})
+    config.budget_jitter = 0
+    config.solver_options.anderson.m = ANDERSON_M
+    config.deq.update({"max_steps": K_FORWARD, "b_max_steps": K_BACKWARD, "tol": 0.0,
+                       "b_tol": 0.0, **options})
     return config
 
 
@@ -212,7 +214,7 @@ def _by_index(predictions, n: int) -> dict[str, np.ndarray]:
 def _initial_state(config, task):
     """Learner state holding a freshly initialised DEQ for `task` (no training)."""
     _, params = init_params(lambda: deq.build_model(config, task, 0))
-    return task_models.after_training(task_models.init(), task, params, ("trunk", "cell"))
+    return per_task.after_training(per_task.init_state(), task, params, ("trunk", "cell"))
 
 
 def _analytic_flops(config, task, num_examples: int | None) -> dict[str, float]:
@@ -221,25 +223,25 @@ def _analytic_flops(config, task, num_examples: int | None) -> dict[str, float]:
     from flax import nnx
 
     rows = -(-num_examples // EVAL_BATCH) * EVAL_BATCH if num_examples else 0  # padding runs
-    if config.model.name != "deq":
-        model = nnx.eval_shape(lambda: finetune.build_task_model(config, task, 0))
+    if config.name != "deq":
+        model = nnx.eval_shape(lambda: baseline.build_model(config, task, 0))
         convs, _ = resnet_convs(model.backbone, IMAGE)
         macs = explicit_macs(convs, model.backbone.num_features * task.num_classes)
         return {"train": 2 * (macs["forward"] + macs["backward"]) * BATCH * STEPS,
                 "inference": 2 * macs["forward"] * rows}
     model = nnx.eval_shape(lambda: deq.build_model(config, task, 0))
     parts = deq_macs(model, IMAGE, task.num_classes)
-    grad = config.solver.grad
+    grad = config.deq.grad
     out = {
         "train": 2 * deq_train_macs(parts, grad, K_FORWARD, K_BACKWARD,
-                                    config.solver.phantom_steps) * BATCH * STEPS,
+                                    config.deq.phantom_steps) * BATCH * STEPS,
         "inference": 2 * deq_inference_macs(parts, K_FORWARD) * rows,
         "cell": 2 * parts["cell"] * BATCH * STEPS,  # one f evaluation per example per step
     }
     if config.jacobian_reg.weight:
         del out["train"]  # not modelled: the penalty's second-order pass
         out["train_without_penalty"] = 2 * deq_train_macs(
-            parts, grad, K_FORWARD, K_BACKWARD, config.solver.phantom_steps) * BATCH * STEPS
+            parts, grad, K_FORWARD, K_BACKWARD, config.deq.phantom_steps) * BATCH * STEPS
     return out
 
 
@@ -249,7 +251,7 @@ def _main(data_dir: str, out_path: str) -> None:
     train_ctx, predict_ctx = _contexts(data_dir, parallel.make_mesh(1))
     for name, (make_config, task_key) in RUNS.items():
         config, task = make_config(), embedded_dataset(task_key).spec
-        learner = (deq if config.model.name == "deq" else finetune).make_learner(config)
+        learner = (deq if config.name == "deq" else baseline).make_learner(config)
         out = learner.train(TrainingEvent(task, task.year), learner.init(), train_ctx)
         record = {"train_flops": out.resources.train_flops,
                   "info": {k: v for k, v in out.info.items()

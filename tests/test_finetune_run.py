@@ -11,7 +11,9 @@ from flax import nnx
 from nevis.checkpointing import Checkpointer
 from nevis.configs import learner_config
 from nevis.data.embedded import embedded_dataset
-from nevis.learners.finetune import init_task_model, task_seed
+from nevis.learners import baseline
+from nevis.learners.per_task import task_seed
+from nevis.models import init_params
 
 
 def _distance(a: dict, b: dict) -> float:
@@ -39,12 +41,13 @@ def test_finetune_carries_the_backbone_and_reports_forgetting(tmp_path, data_dir
     assert _distance(state["backbone"], models[second]["backbone"]) == 0.0  # the latest
     # Where task 2 started: the backbone task 1 ended with, not its own fresh initialisation
     # (the one an independent run would train from). 40 steps move it far less than the gap.
-    # The finetune config is independent's with another strategy (and name): same model and
-    # seed. (experiments/finetune.py imports `experiments`, importable only from the repo root.)
+    # The finetune config is independent's with another strategy: same model and seed.
+    # (experiments/finetune.py imports `experiments`, importable only from the repo root.)
     config = learner_config("independent")
     config.image_size = 16
     task = embedded_dataset(second).spec
-    _, fresh = init_task_model(config, task, task_seed(config, task, 0))
+    _, fresh = init_params(lambda: baseline.build_model(config, task,
+                                                        task_seed(config.seed, task, 0)))
     fresh = nnx.to_pure_dict(fresh)["backbone"]
     from_first = _distance(models[second]["backbone"], models[first]["backbone"])
     from_fresh = _distance(models[second]["backbone"], fresh)

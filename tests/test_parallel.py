@@ -149,13 +149,13 @@ from nevis import metrics, parallel
 from nevis.configs import learner_config
 from nevis.data import storage
 from nevis.data.embedded import embedded_dataset
-from nevis.learners import training
-from nevis.learners.finetune import init_task_model
+from nevis.learners import baseline, training
+from nevis.models import init_params
 spec = embedded_dataset("uci_digits").spec
 source = storage.open_split(spec, "dev_test", sys.argv[1])
 config = learner_config("independent")
 config.image_size = 16
-graphdef, params = init_task_model(config, spec, 3)
+graphdef, params = init_params(lambda: baseline.build_model(config, spec, 3))
 out = {}
 for devices, batch in ((1, 215), (1, 7), (8, 7), (8, 13)):
     mesh = parallel.make_mesh(devices)
@@ -221,9 +221,9 @@ def test_deq_eight_devices_match_one(tmp_path, data_dir):
     # default-tolerance comparison above bounds what such flips do); without them the
     # results agree to float reordering.
     deq = ("--learner=deq", "--config.learner.model.width=16",
-           "--config.learner.solver.max_steps=6", "--config.learner.solver.backward_max_steps=6",
-           "--config.learner.solver.budget_jitter=2", "--config.learner.solver.tol=0.0",
-           "--config.learner.solver.backward_tol=0.0")
+           "--config.learner.deq.max_steps=6", "--config.learner.deq.b_max_steps=6",
+           "--config.learner.budget_jitter=2", "--config.learner.deq.tol=0.0",
+           "--config.learner.deq.b_tol=0.0")
     one, eight = tmp_path / "one", tmp_path / "eight"
     _run(one, data_dir, None, *SGD, *deq)
     proc = _run(eight, data_dir, EIGHT, *SGD, *deq)

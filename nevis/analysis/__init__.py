@@ -20,8 +20,6 @@ from nevis.analysis.population import (
     load_upward,
 )
 from nevis.analysis.runs import (
-    AA_SCORES,
-    BUDGETS,
     Run,
     load_all,
     load_run,
@@ -31,6 +29,7 @@ from nevis.analysis.runs import (
     summary_table,
 )
 from nevis.analysis.sweeps import Sweep, expand_run_dirs, is_sweep_dir, load_sweep
+from nevis.budgets import AA_SCORES, BUDGETS
 
 __all__ = [
     "AA_SCORES",

@@ -17,15 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nevis.budgets import AA_SCORES
+
 # Record fields kept as columns as they are; nested dicts are flattened (see `_flatten_record`).
 EVENT_COLUMNS = (
     "event_index", "event", "task", "name", "year", "kind", "split", "final", "status",
     "cumulative_train_flops", "seconds", "per_example_file", "reason",
 )
-# Per-example score arrays saved by equilibrium learners, and the budget (× the training
-# forward-solver budget) each belongs to.
-AA_SCORES = {1: "aa", 2: "aa_2x", 4: "aa_4x"}
-BUDGETS = (1, 2, 4)
 
 
 def _flatten_record(record: dict[str, Any]) -> dict[str, Any]:
@@ -68,8 +66,9 @@ class Run:
 
     @property
     def learner(self) -> str:
-        """The learner's config name, or the directory name when the config has none."""
-        return str(self.config.get("learner", {}).get("name") or self.path.name)
+        """The experiment's name (`--learner=NAME`: independent, finetune, deq, …), or the
+        directory name for a run recorded without one."""
+        return str(self.config.get("experiment") or self.path.name)
 
     @cached_property
     def events(self) -> pd.DataFrame:

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from nevis.analysis.runs import AA_SCORES, BUDGETS, Run
+from nevis.analysis.runs import Run
+from nevis.budgets import AA_SCORES, BUDGETS, metric_name
 
 # Floor for log-scale errors: a task solved perfectly (error 0) would otherwise be -inf.
 MIN_ERROR = 1e-4
@@ -139,7 +140,7 @@ def budget_table(run: Run) -> pd.DataFrame:
     rows = []
     for _, t in tasks.iterrows():
         for budget in BUDGETS:
-            error_key = "error" if budget == 1 else f"budget_{budget}x/error"
+            error_key = metric_name(budget, "error")
             if error_key not in t or pd.isna(t[error_key]):
                 continue
             aa_key = f"scores/{AA_SCORES[budget]}"
@@ -161,7 +162,7 @@ def example_budget_table(run: Run) -> pd.DataFrame:
     ex = run.per_example(kind="single_label")
     rows = []
     for budget in BUDGETS:
-        correct = "correct" if budget == 1 else f"budget_{budget}x/correct"
+        correct = metric_name(budget, "correct")
         aa = AA_SCORES[budget]
         if ex.empty or correct not in ex:
             continue

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nevis.data import procedural, splits, storage
+from nevis.data import procedural, splits, storage_format, storage_writer
 from nevis.tasks import TaskKind, TaskSpec
 
 Loaded = tuple[Sequence[np.ndarray], Sequence[int] | Sequence[Sequence[int]]]
@@ -121,7 +121,7 @@ def split_examples(dataset: EmbeddedDataset) -> dict[str, list[dict]]:
     images, targets = dataset.load()
     multi = dataset.spec.kind == TaskKind.MULTI_LABEL
     assignment = splits.assign_splits(len(images), None if multi else targets, seed=0)
-    field = "labels" if multi else "label"
+    field = dataset.spec.kind.label_field
     return {
         split: [{"image": images[i], field: targets[i]} for i in indices]
         for split, indices in assignment.items()
@@ -139,10 +139,10 @@ def prepare_embedded(
     dataset = embedded_dataset(spec.key)
     if dataset.spec != spec:
         raise ValueError(f"{spec} does not match the embedded task {dataset.spec}.")
-    root = storage.resolve_data_dir(data_dir)
-    if not force and storage.is_prepared(spec.key, root, version=dataset.version):
+    root = storage_format.resolve_data_dir(data_dir)
+    if not force and storage_format.is_prepared(spec.key, root, version=dataset.version):
         return root / spec.key / dataset.version
-    return storage.write_dataset(
+    return storage_writer.write_dataset(
         spec,
         split_examples(dataset),
         root,

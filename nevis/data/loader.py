@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from nevis.data.augment import Augment, augment_batch, resolve_augment
-from nevis.data.storage import SplitSource
+from nevis.data.storage_reader import SplitSource
 
 __all__ = ["Augment", "batches", "num_batches"]
 

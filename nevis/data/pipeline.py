@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from nevis.data import images, recipes, storage
+from nevis.data import images, recipes, storage_format, storage_writer
 from nevis.data.archives import ArchiveError
 from nevis.data.download import FetchOptions, fetch
 from nevis.data.handlers.base import BuildContext, Built
@@ -58,7 +58,7 @@ class Outcome:
 
 
 def prepared_outcome(key: str, data_dir: Path, version: str | None) -> Outcome | None:
-    manifest = storage.stored_manifest(key, data_dir, version=version)
+    manifest = storage_format.stored_manifest(key, data_dir, version=version)
     if manifest is None:
         return None
     verified = manifest.get("metadata", {}).get("sources_verified")
@@ -158,9 +158,9 @@ def write_built(handler, spec: TaskSpec, built: Built, options: PrepareOptions,
             yield example
 
     split_examples = {s: _Sized(examples(s), len(v)) for s, v in parts.items() if v}
-    path = storage.write_dataset(
+    path = storage_writer.write_dataset(
         spec, split_examples, options.data_dir, progress=progress,
-        version=getattr(handler, "version", storage.DEFAULT_VERSION),
+        version=getattr(handler, "version", storage_format.DEFAULT_VERSION),
         description=f"{handler.name} ({handler.year}); {handler.homepage}",
         class_names=list(built.class_names), channels=built.channels,
         metadata={**metadata, "recipe": getattr(built.recipe, "description", ""),

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from nevis.data import storage
+from nevis.data import storage_writer
 from nevis.tasks import TaskKind, TaskSpec
 
 DEFAULT_SIZES = {"train": 23, "dev": 7, "dev_test": 5, "test": 6}
@@ -56,5 +56,5 @@ def write_toy_dataset(
     """Writes a toy dataset; returns its spec and the examples written, for comparisons."""
     spec = toy_spec(key, kind, num_classes)
     examples = toy_examples(kind, num_classes, sizes, channels=channels, seed=seed)
-    storage.write_dataset(spec, examples, data_dir, progress=False)
+    storage_writer.write_dataset(spec, examples, data_dir, progress=False)
     return spec, examples

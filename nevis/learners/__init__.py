@@ -1,4 +1,9 @@
-"""Learners by registered name. A config's `name` picks the factory."""
+"""Learners by registered name: a learner config's `name` picks the factory.
+
+A factory takes the learner's config and returns a `Learner` (nevis.learners.base). Learners
+with one model per task fill in the skeleton of `nevis.learners.per_task`; `example.py` is the
+smallest one.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,20 @@ from collections.abc import Callable
 
 from ml_collections import ConfigDict
 
-from nevis.learners import deq, finetune
+from nevis.learners import baseline, deq, example
 from nevis.learners.base import Learner
 
 FACTORIES: dict[str, Callable[[ConfigDict], Learner]] = {
-    "independent": finetune.make_learner,
-    "finetune": finetune.make_learner,
+    "baseline": baseline.make_learner,  # independent / finetune (config.strategy)
     "deq": deq.make_learner,
+    "example": example.make_learner,
 }
 
 
 def make_learner(config: ConfigDict) -> Learner:
     if config.name not in FACTORIES:
         raise ValueError(
-            f"Unknown learner {config.name!r}; valid choices: {', '.join(sorted(FACTORIES))}."
+            f"Unknown learner factory {config.name!r} (learner.name); valid choices: "
+            f"{', '.join(sorted(FACTORIES))}."
         )
     return FACTORIES[config.name](config)

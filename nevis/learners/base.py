@@ -50,6 +50,11 @@ class ResourceUsage:
     def as_dict(self) -> dict[str, float]:
         return {**dataclasses.asdict(self), "total_flops": self.total_flops}
 
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ResourceUsage:
+        """Inverse of `as_dict` (the derived `total_flops` is dropped)."""
+        return cls(**{k: v for k, v in values.items() if k != "total_flops"})
+
 
 class SplitSource(Protocol):
     """Random access to one split of a prepared dataset (see nevis.data.storage)."""

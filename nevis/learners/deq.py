@@ -36,34 +36,22 @@ from ml_collections import ConfigDict
 
 from nevis import equilibrium as eq
 from nevis import parallel
-from nevis.learners import task_models, training
+from nevis.budgets import BUDGETS, aa_name, logits_name
+from nevis.learners import flops, per_task, training
 from nevis.learners.base import (
     Learner,
-    LearnerState,
     PredictContext,
     Prediction,
-    PredictOutput,
     ResourceUsage,
     TrainContext,
-    TrainOutput,
 )
-from nevis.learners.finetune import task_seed
-from nevis.models import init_params
 from nevis.models.deq import DEQClassifier
-from nevis.streams import PredictionEvent, TrainingEvent
 from nevis.tasks import TaskSpec
-
-BUDGETS = (1, 2, 4)  # test-time multiples of the training budget
 
 
 def build_model(config: ConfigDict, task: TaskSpec, seed: int) -> DEQClassifier:
-    m = config.model
-    return DEQClassifier(
-        width=m.width, stem_widths=tuple(m.stem_widths), stem_stride=m.stem_stride,
-        groups=m.groups, norm=m.norm,
-        weight_norm=m.weight_norm, init_scale=m.init_scale, num_classes=task.num_classes,
-        rngs=nnx.Rngs(seed),
-    )
+    model = {**config.model, "stem_widths": tuple(config.model.stem_widths)}
+    return DEQClassifier(**model, num_classes=task.num_classes, rngs=nnx.Rngs(seed))
 
 
 @dataclasses.dataclass
@@ -80,58 +68,56 @@ class _Parts:
         model = nnx.merge(self.graphdef, params)
         return model.stem, model.readout
 
+    def injection(self, params, image_size: int):
+        """The shape of the cell's input injection for a batch size."""
+        def shape(batch: int) -> jax.ShapeDtypeStruct:
+            images = jax.ShapeDtypeStruct((batch, image_size, image_size, 3), jnp.float32)
+            return jax.eval_shape(lambda p, im: self.stem_and_readout(p)[0](im), params, images)
+        return shape
 
-def _solver_options(config: ConfigDict) -> dict[str, Any]:
-    s = config.solver
-    options = {"m": s.anderson_memory, "lam": s.anderson_lambda} if s.name == "anderson" else {}
-    return options
+
+def deq_options(config: ConfigDict, **overrides: Any) -> eq.DEQOptions:
+    """`config.deq` as the library's options (same names), with its solver's options."""
+    return eq.DEQOptions(**{**config.deq, "solver_options": solver_options(config),
+                            **overrides})
+
+
+def solver_options(config: ConfigDict) -> dict[str, Any]:
+    return dict(config.solver_options.get(config.deq.solver, {}))
 
 
 def validate_config(config: ConfigDict) -> None:
-    training.validate_config(config)
-    eq.DEQOptions(solver=config.solver.name, solver_options=_solver_options(config),
-                  grad=config.solver.grad, max_steps=config.solver.max_steps)
-    eq.initial_state(config.solver.init, jnp.zeros((2, 1)), key=jax.random.key(0))
+    deq_options(config)
+    eq.initial_state(config.init, jnp.zeros((2, 1)), key=jax.random.key(0))
     if config.model.norm not in ("group", "none"):
         raise ValueError(f"Unknown model.norm {config.model.norm!r}; valid: group, none.")
-    task_models.check_strategy(config.strategy)
-    if not 0 <= config.solver.budget_jitter < config.solver.max_steps:
-        raise ValueError("solver.budget_jitter must be in [0, solver.max_steps).")
-    if config.solver.budget_jitter and config.solver.grad == "unrolled":
-        raise ValueError("solver.grad=unrolled needs a fixed budget: set solver.budget_jitter=0.")
+    if not 0 <= config.budget_jitter < config.deq.max_steps:
+        raise ValueError("budget_jitter must be in [0, deq.max_steps).")
+    if config.budget_jitter and config.deq.grad == "unrolled":
+        raise ValueError("deq.grad=unrolled needs a fixed budget: set budget_jitter=0.")
 
 
 def make_learner(config: ConfigDict) -> Learner:
     validate_config(config)
-    sc = config.solver
-    budget = sc.max_steps
-    solver_options = _solver_options(config)
+    budget = config.deq.max_steps
+    solver, options_of_solver = config.deq.solver, solver_options(config)
 
-    def _parts(task: TaskSpec) -> _Parts:
+    def parts_of(graphdef: nnx.GraphDef, task: TaskSpec) -> _Parts:
         abstract = nnx.eval_shape(lambda: build_model(config, task, 0))
-        return _Parts(nnx.graphdef(abstract), nnx.graphdef(abstract.cell))
+        return _Parts(graphdef, nnx.graphdef(abstract.cell))
 
-    def train(event: TrainingEvent, state: LearnerState, ctx: TrainContext) -> TrainOutput:
-        task = event.task
-        seed = task_seed(config, task, task_models.occurrence(state, task))
-        graphdef, params = init_params(lambda: build_model(config, task, seed))
-        task_models.carry_backbone(params, state, config.strategy)
-        parts = _Parts(graphdef, nnx.graphdef(nnx.eval_shape(
-            lambda: build_model(config, task, seed)).cell))
+    def task_training(task: TaskSpec, graphdef, params, seed: int) -> per_task.TaskTraining:
+        del seed
+        parts = parts_of(graphdef, task)
         backward = _BackwardStats()
-        options = eq.DEQOptions(
-            solver=sc.name, solver_options=solver_options, tol=sc.tol, stop_mode="rel",
-            max_steps=budget, grad=sc.grad, b_tol=sc.backward_tol,
-            b_max_steps=sc.backward_max_steps, phantom_steps=sc.phantom_steps,
-            phantom_tau=sc.phantom_tau, on_backward_failure="ignore",
-            backward_callback=backward.add,
-        )
+        options = deq_options(config, stop_mode="rel", on_backward_failure="ignore",
+                              backward_callback=backward.add)
 
         def solve(params, images, rng, max_steps):
             stem, readout = parts.stem_and_readout(params)
             x = stem(images)
             init_key, jac_key = jax.random.split(rng)
-            z0 = eq.initial_state(sc.init, x, key=init_key)
+            z0 = eq.initial_state(config.init, x, key=init_key)
             opts = dataclasses.replace(options, max_steps=max_steps)
             z, stats = eq.fixed_point(parts.cell, params["cell"], x, z0, opts)
             return x, z, stats, readout(z), jac_key
@@ -139,8 +125,9 @@ def make_learner(config: ConfigDict) -> Learner:
         def loss_fn(params, batch, rng):
             budget_key, rng = jax.random.split(rng)
             max_steps = budget
-            if sc.budget_jitter:  # a random forward budget per batch promotes path independence
-                max_steps = budget - jax.random.randint(budget_key, (), 0, sc.budget_jitter + 1)
+            if config.budget_jitter:  # a random forward budget per batch: path independence
+                max_steps = budget - jax.random.randint(budget_key, (), 0,
+                                                        config.budget_jitter + 1)
             x, z, stats, logits, jac_key = solve(params, batch["image"], rng, max_steps)
             loss = training.classification_loss(logits, batch, task.kind, config.label_smoothing)
             if config.jacobian_reg.weight:
@@ -166,30 +153,31 @@ def make_learner(config: ConfigDict) -> Learner:
             stem, readout = parts.stem_and_readout(params)
             x = stem(images)
             z = eq.fixed_budget(parts.cell, params["cell"], x, jnp.zeros_like(x), budget,
-                                sc.name, solver_options)
+                                solver, options_of_solver)
             return readout(z)
 
-        best, resources, info = training.train_task(
-            task=task, params=params, loss_fn=loss_fn, logits_fn=logits_fn, config=config,
-            ctx=ctx, seed=seed, observers={"backward": backward},
-        )
-        info = {**info, **backward.summary()}
-        costs = _LoopCosts(parts, params, config, options)
-        resources = _add_loop_flops(resources, info, costs, config,
-                                    parallel.round_batch_size(config.eval_batch_size, ctx.mesh))
-        new_state = task_models.after_training(state, task, best, ("trunk", "cell"))
-        return TrainOutput(new_state, resources, info)
+        def finish(resources: ResourceUsage, info: dict, ctx: TrainContext):
+            info = {**info, **backward.summary()}
+            costs = flops.SolverLoopCosts(parts.cell, params["cell"],
+                                          parts.injection(params, config.image_size), options)
+            train, validation = flops.solver_loop_flops(
+                info, costs, grad=config.deq.grad, batch_size=config.batch_size,
+                eval_batch_size=parallel.round_batch_size(config.eval_batch_size, ctx.mesh),
+                eval_iterations=budget)
+            return dataclasses.replace(
+                resources, train_flops=resources.train_flops + train,
+                validation_flops=resources.validation_flops + validation), info
 
-    def predict(event: PredictionEvent, state: LearnerState, ctx: PredictContext) -> PredictOutput:
-        task = event.task
-        parts = _parts(task)
-        abstract = nnx.eval_shape(lambda: build_model(config, task, 0))
-        _, params = task_models.params_for_prediction(state, task, abstract, config.strategy)
-        params = parallel.replicate(params, ctx.mesh)
+        return per_task.TaskTraining(loss_fn=loss_fn, logits_fn=logits_fn,
+                                     observers={"backward": backward}, finish=finish)
+
+    def predictor(task: TaskSpec, graphdef, params, ctx: PredictContext,
+                  batch_size: int) -> per_task.Predictor:
+        parts = parts_of(graphdef, task)
         n = ctx.num_examples
         # Partners by index over the whole split: the same for every batch size and device
         # count, never a padding row, the same at every prediction of the task.
-        partner = eq.derangement(n, task_seed(config, task, 0)) if n >= 2 else None
+        partner = eq.derangement(n, per_task.task_seed(config.seed, task, 0)) if n >= 2 else None
 
         @jax.jit
         def features(params, images):
@@ -199,7 +187,7 @@ def make_learner(config: ConfigDict) -> Learner:
         def equilibrium(params, x, steps):
             _, readout = parts.stem_and_readout(params)
             z, stats = eq.fixed_budget(parts.cell, params["cell"], x, jnp.zeros_like(x), steps,
-                                       sc.name, solver_options, with_stats=True)
+                                       solver, options_of_solver, with_stats=True)
             cycle = eq.detect_limit_cycle(parts.cell, params["cell"], x, z)
             # A non-finite state has no cycle verdict: NaN, so that it is counted, not hidden.
             cycle = jnp.where(stats.nonfinite, jnp.nan, cycle.astype(jnp.float32))
@@ -208,15 +196,15 @@ def make_learner(config: ConfigDict) -> Learner:
         @jax.jit
         def alignment(cell_params, x, z_star, start, steps):
             return eq.asymptotic_alignment(parts.cell, cell_params, x, z_star, steps=steps,
-                                           solver=sc.name, solver_options=solver_options,
+                                           solver=solver, solver_options=options_of_solver,
                                            partner_states=start)
 
-        batch_size = parallel.round_batch_size(config.eval_batch_size, ctx.mesh)
-        num_batches = -(-n // batch_size)
-        flops = num_batches * _predict_flops(
-            features, equilibrium, alignment if partner is not None else None, params, config,
-            batch_size, _LoopCosts(parts, params, config, eq.DEQOptions(
-                solver=sc.name, solver_options=solver_options)))
+        costs = flops.SolverLoopCosts(
+            parts.cell, params["cell"], parts.injection(params, config.image_size),
+            eq.DEQOptions(solver=solver, solver_options=options_of_solver))
+        batch_flops = _predict_flops(features, equilibrium,
+                                     alignment if partner is not None else None, params,
+                                     config, batch_size, costs)
 
         def first_pass():
             """Every budget's z* of every example, kept on the host by index.
@@ -261,142 +249,46 @@ def make_learner(config: ConfigDict) -> Learner:
                             np.int32(budget * k)))
                 scores = {"residual": out[1][1], "limit_cycle": out[1][2]}
                 for k in BUDGETS:
-                    name = "aa" if k == 1 else f"aa_{k}x"
-                    scores[name] = aa[k]
+                    scores[aa_name(k)] = aa[k]
                     # AA that is NaN (a re-solve or a partner's z* overflowed) is counted
                     # here, so an event's share of lost AA scores is never silently dropped.
-                    scores[f"{name}_nonfinite"] = (~np.isfinite(aa[k])).astype(np.float32)
+                    scores[f"{aa_name(k)}_nonfinite"] = (~np.isfinite(aa[k])).astype(np.float32)
                 yield Prediction(
                     logits=out[1][0], index=index, mask=mask,
-                    extra_logits={f"budget_{k}x": out[k][0] for k in BUDGETS[1:]},
+                    extra_logits={logits_name(k): out[k][0] for k in BUDGETS[1:]},
                     scores=scores,
                 )
 
-        return PredictOutput(predictions(), ResourceUsage(inference_flops=flops))
+        return per_task.Predictor(batch_flops, predictions)
 
-    return Learner(name=config.name, init=task_models.init, train=train, predict=predict)
+    return per_task.make_learner(config, per_task.PerTaskLearner(
+        build_model=lambda task, seed: build_model(config, task, seed),
+        carried_parts=("trunk", "cell"),
+        training=task_training,
+        predictor=predictor,
+    ))
 
 
 def _shard(array: np.ndarray, ctx: PredictContext) -> jax.Array:
     return parallel.shard_batch({"a": array}, ctx.mesh)["a"]
 
 
-class _LoopCosts:
-    """XLA FLOPs of ONE iteration of each solver loop, per batch size (cached).
-
-    Measured on exactly what an iteration evaluates, from shapes alone:
-    - forward: the solver's proposal (Anderson's mixing: an m×m Gram matrix and an m-term
-      combination per example, a few percent of a convolutional cell) and one cell
-      evaluation with its residual norms;
-    - adjoint: the proposal and one VJP of the cell in z (the linearisation at z* is made
-      once, before the loop; no kernel gradient runs in the loop);
-    - unrolled: a forward iteration and its VJP in (z, solver history, parameters, x), i.e.
-      one step of the differentiated scan plus one step of its transpose.
-    """
-
-    def __init__(self, parts: _Parts, params: Any, config: ConfigDict, options: eq.DEQOptions):
-        self.parts, self.config, self.options = parts, config, options
-        self.cell_params = params["cell"]
-        self.stem_params = params
-        self._cache: dict[tuple[str, int], float] = {}
-
-    def _shapes(self, batch: int):
-        size = self.config.image_size
-        images = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32)
-        x = jax.eval_shape(lambda p, im: self.parts.stem_and_readout(p)[0](im),
-                           self.stem_params, images)
-        flat = jax.ShapeDtypeStruct((batch, int(np.prod(x.shape[1:]))), x.dtype)
-        return x, flat
-
-    def _iteration(self, solver: eq.Solver, g):
-        """One loop body of the equilibrium solver driver, on flat [B, D] states."""
-
-        def body(g_args, v, fv, aux, k):
-            v_new, aux = solver.propose(v, fv, aux, k)
-            fv_new = g(*g_args, v_new)
-            diff = jnp.linalg.norm(fv_new - v_new, axis=-1)
-            return v_new, fv_new, aux, diff / (jnp.linalg.norm(fv_new, axis=-1) + 1e-9)
-
-        return body
-
-    def _flat_cell(self, x_shape):
-        def g(cell_params, x, v):
-            return self.parts.cell(cell_params, x, v.reshape(x_shape)).reshape(v.shape)
-
-        return g
-
-    def __call__(self, kind: str, batch: int) -> float:
-        if (kind, batch) in self._cache:
-            return self._cache[(kind, batch)]
-        x, flat = self._shapes(batch)
-        k = jax.ShapeDtypeStruct((), jnp.int32)
-        cell = self._flat_cell(x.shape)
-        if kind == "adjoint":
-            solver = self.options.backward_solver()
-            pullback = jax.eval_shape(
-                lambda p, xx, v: jax.vjp(lambda w: cell(p, xx, w), v)[1],
-                self.cell_params, x, flat)
-            body = self._iteration(solver, lambda pb, g, u: g + pb(u)[0])
-            args = ((pullback, flat), flat, flat, jax.eval_shape(solver.init, flat, flat), k)
-            fn = body
-        else:
-            solver = self.options.forward_solver()
-            body = self._iteration(solver, cell)
-            args = ((self.cell_params, x), flat, flat, jax.eval_shape(solver.init, flat, flat), k)
-            fn = body
-            if kind == "unrolled":
-                def fn(g_args, v, fv, aux, k):
-                    out, pullback = jax.vjp(lambda *a: body(*a, k), g_args, v, fv, aux)
-                    return pullback(out)
-            elif kind != "forward":
-                raise ValueError(f"unknown loop kind {kind!r}; valid: forward, adjoint, unrolled")
-        cost = training.lowered_flops(jax.jit(fn).lower(*args))
-        self._cache[(kind, batch)] = cost
-        return cost
-
-
-def _add_loop_flops(resources: ResourceUsage, info: dict, costs: _LoopCosts,
-                    config: ConfigDict, eval_batch: int) -> ResourceUsage:
-    """Adds what XLA's cost analysis misses: it prices each loop's body once per step.
-
-    Training: (iterations run − 1) × one iteration, per step, for the forward loop (its
-    differentiated scan and transpose when unrolled) and, for implicit gradients, the adjoint
-    loop; iterations come from the loops themselves (`forward_iterations`,
-    `backward_iterations`). Validation: the fixed budget on every dev batch of every
-    evaluation.
-    """
-    steps = info["steps_run"]
-    batch = config.batch_size
-    extra = 0.0
-    forward = info.get("forward_iterations_mean")
-    if forward is not None:
-        kind = "unrolled" if config.solver.grad == "unrolled" else "forward"
-        extra += steps * (forward - 1) * costs(kind, batch)
-    backward = info.get("backward_iterations_mean")
-    if config.solver.grad == "implicit" and backward is not None:
-        extra += steps * (backward - 1) * costs("adjoint", batch)
-    validation = (info["evaluations"] * info["dev_batches"] * (config.solver.max_steps - 1)
-                  * costs("forward", eval_batch))
-    return dataclasses.replace(resources, train_flops=resources.train_flops + extra,
-                               validation_flops=resources.validation_flops + validation)
-
-
 def _predict_flops(features, equilibrium, alignment, params, config: ConfigDict, batch: int,
-                   costs: _LoopCosts) -> float:
+                   costs: flops.SolverLoopCosts) -> float:
     """FLOPs of one evaluation batch: both passes, every budget, loops counted in full."""
     size = config.image_size
     images = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32)
     x = jax.eval_shape(features, params, images)
     steps = jax.ShapeDtypeStruct((), jnp.int32)
-    stem = training.lowered_flops(features.lower(params, images))
-    solve = training.lowered_flops(equilibrium.lower(params, x, steps))
-    align = (training.lowered_flops(alignment.lower(params["cell"], x, x, x, steps))
+    stem = flops.lowered_flops(features.lower(params, images))
+    solve = flops.lowered_flops(equilibrium.lower(params, x, steps))
+    align = (flops.lowered_flops(alignment.lower(params["cell"], x, x, x, steps))
              if alignment is not None else 0.0)
     passes = 1 if alignment is None else 2
     iteration = costs("forward", batch)
     total = passes * stem
     for k in BUDGETS:
-        loop = (config.solver.max_steps * k - 1) * iteration  # beyond the body XLA counted
+        loop = (config.deq.max_steps * k - 1) * iteration  # beyond the body XLA counted
         total += solve + loop
         if alignment is not None:
             total += align + loop

@@ -2,7 +2,8 @@
 
 A learner supplies its parameters and two pure functions: `loss_fn(params, batch, rng)` and
 `logits_fn(params, images)`. This module does the rest: data-parallel steps, validation on
-`dev` with best-on-dev selection, mid-task checkpoints, FLOP accounting and a progress bar.
+`dev` with best-on-dev selection, mid-task checkpoints (one `TaskProgress` record), the
+compute it spent (priced by `nevis.learners.flops`) and a progress bar.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from nevis import metrics, parallel, progress
 from nevis.data import loader
 from nevis.data.augment import Augment
 from nevis.learners.base import ResourceUsage, SplitSource, TrainContext
+from nevis.learners.flops import count_parameters, lowered_flops
 from nevis.learners.optim import make_optimizer
 from nevis.tasks import TaskKind, TaskSpec
 
@@ -35,26 +37,15 @@ def classification_loss(
     logits: jax.Array, batch: dict[str, jax.Array], kind: TaskKind, label_smoothing: float
 ) -> jax.Array:
     """Mean over unmasked rows of softmax or per-class sigmoid cross-entropy."""
+    labels = batch[kind.label_field]
     if kind == TaskKind.SINGLE_LABEL:
-        targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], logits.shape[-1]),
-                                      label_smoothing)
+        targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
         per_example = optax.softmax_cross_entropy(logits, targets)
     else:
-        targets = batch["labels"] * (1 - label_smoothing) + 0.5 * label_smoothing
+        targets = labels * (1 - label_smoothing) + 0.5 * label_smoothing
         per_example = optax.sigmoid_binary_cross_entropy(logits, targets).mean(-1)
     mask = batch["mask"].astype(per_example.dtype)
     return (per_example * mask).sum() / jnp.maximum(mask.sum(), 1.0)
-
-
-def count_parameters(params: Any) -> tuple[int, int]:
-    leaves = jax.tree.leaves(params)
-    return sum(int(x.size) for x in leaves), sum(int(x.size * x.dtype.itemsize) for x in leaves)
-
-
-def lowered_flops(lowered: jax.stages.Lowered) -> float:
-    """Global FLOPs of one call, from the HLO before SPMD partitioning (device-count free)."""
-    cost = lowered.cost_analysis()
-    return float(cost.get("flops", 0.0)) if cost else 0.0
 
 
 def num_train_steps(config: ConfigDict, num_examples: int) -> int:
@@ -128,7 +119,6 @@ class Evaluator:
         return lowered_flops(self._jitted.lower(params, images))
 
 
-
 def evaluate_error(
     evaluator: Evaluator, params: Any, source: SplitSource, config: ConfigDict, ctx: TrainContext
 ) -> float:
@@ -139,8 +129,8 @@ def evaluate_error(
                                 process_index=ctx.process_index, process_count=ctx.process_count):
         logits = evaluator(params, batch)
         full = parallel.gather_rows({k: v for k, v in batch.items() if k != "image"})
-        labels = full["label"] if spec.kind == TaskKind.SINGLE_LABEL else full["labels"]
-        state = metrics.update(state, labels, logits, full["mask"], full["index"])
+        state = metrics.update(state, full[spec.kind.label_field], logits, full["mask"],
+                               full["index"])
     return metrics.result(state)["error"]
 
 
@@ -220,6 +210,57 @@ class _AuxStats:
         return out
 
 
+@dataclasses.dataclass(frozen=True)
+class TaskProgress:
+    """Where training of one task stands: what a mid-task checkpoint holds."""
+
+    step: int
+    params: Any
+    opt_state: Any
+    best_params: Any
+    best_dev_error: float = math.inf
+    best_step: int = 0
+    evaluations: int = 0
+
+    def to_tree(self) -> dict[str, Any]:
+        """The checkpointed pytree (scalars as numpy values, so orbax stores them)."""
+        return {"step": np.int64(self.step), "params": self.params,
+                "opt_state": self.opt_state, "best_params": self.best_params,
+                "best_dev_error": np.float64(self.best_dev_error),
+                "best_step": np.int64(self.best_step), "evaluations": np.int64(self.evaluations)}
+
+    @classmethod
+    def from_tree(cls, tree: dict[str, Any]) -> TaskProgress:
+        return cls(step=int(tree["step"]), params=tree["params"], opt_state=tree["opt_state"],
+                   best_params=tree["best_params"],
+                   best_dev_error=float(tree["best_dev_error"]),
+                   best_step=int(tree["best_step"]), evaluations=int(tree["evaluations"]))
+
+
+class _LateOutputs:
+    """A step's outputs read one step late, so the device never waits for the host.
+
+    `push` queues a step's outputs and reads the previous step's; `flush` reads what is
+    queued now. Both return the step whose loss was not finite (divergence), or None.
+    """
+
+    def __init__(self, aux: _AuxStats):
+        self.aux = aux
+        self.pending: tuple[int, Any] | None = None
+
+    def push(self, step: int, out: Any) -> int | None:
+        diverged = self.flush()
+        self.pending = (step, out)
+        return diverged
+
+    def flush(self) -> int | None:
+        if self.pending is None:
+            return None
+        step, out = self.pending
+        self.pending = None
+        return None if self.aux.add(step, out) else step
+
+
 def train_task(
     *,
     task: TaskSpec,
@@ -246,29 +287,22 @@ def train_task(
     train_source, dev_source = ctx.data(task, "train"), ctx.data(task, "dev")
     num_steps = num_train_steps(config, len(train_source))
     tx = make_optimizer(config.optimizer, num_steps)
-    start = {
-        "step": np.int64(0),
-        "params": params,
-        "opt_state": jax.jit(tx.init)(params),
-        "best_params": params,
-        "best_dev_error": np.float64(np.inf),
-        "best_step": np.int64(0),
-        "evaluations": np.int64(0),
-    }
+    progress_record = TaskProgress(step=0, params=params, opt_state=jax.jit(tx.init)(params),
+                                   best_params=params)
     aux = _AuxStats()
     observers = {"aux": aux, **(observers or {})}
-    restored = ctx.restore_checkpoint(start)
-    state = start
+    restored = ctx.restore_checkpoint(progress_record.to_tree())
     if restored is not None:
-        state, notes = restored
+        tree, notes = restored
+        progress_record = TaskProgress.from_tree(tree)
         for name, observer in observers.items():
             observer.load(notes.get(name, {}))
-    step0 = int(state["step"])
+    step0 = progress_record.step
     # Copies: the step donates its inputs, and the caller's arrays must survive.
-    carry = _copy(parallel.replicate((state["params"], state["opt_state"]), mesh))
-    best = _copy(parallel.replicate(state["best_params"], mesh))  # never aliases `carry`
-    best_error, best_step = float(state["best_dev_error"]), int(state["best_step"])
-    evaluations = int(state["evaluations"])
+    carry = _copy(parallel.replicate((progress_record.params, progress_record.opt_state), mesh))
+    best = _copy(parallel.replicate(progress_record.best_params, mesh))  # never aliases `carry`
+    best_error, best_step = progress_record.best_dev_error, progress_record.best_step
+    evaluations = progress_record.evaluations
 
     def step_fn(carry, batch, step):
         params, opt_state = carry
@@ -290,7 +324,9 @@ def train_task(
                        enabled=ctx.show_progress and ctx.process_index == 0, leave=False)
     t0 = time.perf_counter()
     steady = _SteadyClock(first_step=step0 + WARMUP_STEPS)
-    pending = None  # the previous step's outputs, read one step late so the device never idles
+    outputs = _LateOutputs(aux)
+    diverged: int | None = None  # the step whose loss (or dev logits) stopped being finite
+    reason = "non-finite training loss"
     try:
         for step in range(step0, num_steps):
             batch = parallel.shard_batch(next(batches), mesh)
@@ -304,24 +340,18 @@ def train_task(
             carry, out = compiled(carry, batch, step)
             done = step + 1
             steady.tick(done, out)
-            if pending is not None and not aux.add(*pending):
-                info["diverged_at_step"] = pending[0]
+            if diverged := outputs.push(done, out):
                 break
-            pending = (done, out)
             bar.update(1)
             if done % config.log_every == 0:
                 if ctx.metrics_writer is not None:  # this step's own values: a device sync
-                    if not aux.add(*pending):
-                        info["diverged_at_step"] = done
+                    if diverged := outputs.flush():
                         break
-                    pending = None
                     ctx.metrics_writer(done, aux.last)
                 bar.set_postfix(loss=f"{aux.last.get('loss', math.nan):.3f}", refresh=False)
             if done % config.eval_every == 0 or done == num_steps:
-                if pending is not None and not aux.add(*pending):
-                    info["diverged_at_step"] = done
+                if diverged := outputs.flush():
                     break
-                pending = None
                 steady.pause(out)
                 evaluations += 1  # counted (FLOPs) even when it stops at non-finite logits
                 try:
@@ -329,8 +359,7 @@ def train_task(
                 except FloatingPointError:
                     # Non-finite dev logits: the parameters diverged although the loss did not
                     # (yet). Keep the best-on-dev parameters so far, as for a NaN loss.
-                    info["diverged_at_step"] = done
-                    info["diverged_reason"] = "non-finite validation logits"
+                    diverged, reason = done, "non-finite validation logits"
                     break
                 finally:
                     steady.resume()
@@ -342,22 +371,19 @@ def train_task(
                 bar.set_postfix(loss=f"{aux.last.get('loss', math.nan):.3f}",
                                 dev_error=f"{error:.3f}", refresh=False)
             if done % ctx.checkpoint_every == 0 and done < num_steps:
-                if pending is not None and not aux.add(*pending):  # notes must include it
-                    info["diverged_at_step"] = pending[0]
+                if diverged := outputs.flush():  # the notes must include this step
                     break
-                pending = None
-                ctx.save_checkpoint({
-                    "step": np.int64(done), "params": carry[0], "opt_state": carry[1],
-                    "best_params": best, "best_dev_error": np.float64(best_error),
-                    "best_step": np.int64(best_step), "evaluations": np.int64(evaluations),
-                }, {name: o.state() for name, o in observers.items()})
+                ctx.save_checkpoint(TaskProgress(
+                    step=done, params=carry[0], opt_state=carry[1], best_params=best,
+                    best_dev_error=best_error, best_step=best_step, evaluations=evaluations,
+                ).to_tree(), {name: o.state() for name, o in observers.items()})
     finally:
         bar.close()
         if hasattr(batches, "close"):
             batches.close()
-    if "diverged_at_step" in info:
-        info.setdefault("diverged_reason", "non-finite training loss")
-    steps_run = info.get("diverged_at_step") or num_steps  # counted from 0, resumed or not
+    if diverged:
+        info.update(diverged_at_step=diverged, diverged_reason=reason)
+    steps_run = diverged or num_steps  # counted from 0, resumed or not
     eval_batch = parallel.round_batch_size(config.eval_batch_size, mesh)
     dev_batches = -(-len(dev_source) // eval_batch)
     eval_flops = evaluator.cost(best, eval_batch, config.image_size) * dev_batches * evaluations

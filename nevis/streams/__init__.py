@@ -90,14 +90,14 @@ def _embedded_entries() -> list[CatalogEntry]:
 
 def _prepared_entries(tasks: Sequence[str], data_dir) -> list[CatalogEntry]:
     """Any prepared datasets, in the order given (`--stream=prepared`)."""
-    from nevis.data import storage
+    from nevis.data import storage_format
 
     if not tasks:
         raise ValueError("stream 'prepared' needs its datasets: --config.stream.tasks=KEY[,KEY…] "
                          "(keys prepared with `python -m nevis.prepare`).")
     entries, missing = [], []
     for i, key in enumerate(tasks):
-        manifest = storage.stored_manifest(key, data_dir)
+        manifest = storage_format.stored_manifest(key, data_dir)
         if manifest is None:
             missing.append(key)
             continue
@@ -106,7 +106,7 @@ def _prepared_entries(tasks: Sequence[str], data_dir) -> list[CatalogEntry]:
                         manifest.get("source", "custom"))
         entries.append(CatalogEntry(i + 1, spec.year, spec, ""))
     if missing:
-        where = storage.resolve_data_dir(data_dir)
+        where = storage_format.resolve_data_dir(data_dir)
         raise ValueError(f"stream 'prepared': {', '.join(missing)} not prepared in {where}; "
                          "prepare them with `python -m nevis.prepare --dataset=...`.")
     return entries
@@ -114,12 +114,12 @@ def _prepared_entries(tasks: Sequence[str], data_dir) -> list[CatalogEntry]:
 
 def _with_stored_counts(entries: list[CatalogEntry], data_dir) -> list[CatalogEntry]:
     """Fills class counts the catalog leaves blank (computed at extraction) from manifests."""
-    from nevis.data import storage
+    from nevis.data import storage_format
 
     out = []
     for entry in entries:
         if entry.task.num_classes is None:
-            manifest = storage.stored_manifest(entry.task.key, data_dir)
+            manifest = storage_format.stored_manifest(entry.task.key, data_dir)
             if manifest is not None:
                 task = dataclasses.replace(entry.task, num_classes=int(manifest["num_classes"]))
                 entry = dataclasses.replace(entry, task=task)

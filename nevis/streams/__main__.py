@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nevis.data import storage
+from nevis.data.storage_format import is_prepared, resolve_data_dir, stored_manifest
 from nevis.streams import STREAM_NAMES, make_stream
 
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tasks", default="", help="comma-separated keys (stream 'prepared')")
     args = parser.parse_args(argv)
-    data_dir = storage.resolve_data_dir(args.data_dir)
+    data_dir = resolve_data_dir(args.data_dir)
     try:
         stream = make_stream(args.stream, stop_year=args.stop_year, data_dir=data_dir,
                              tasks=[t for t in args.tasks.split(",") if t])
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     for r in rows:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
-    missing = [t.key for t in stream.unique_tasks() if not storage.is_prepared(t.key, data_dir)]
+    missing = [t.key for t in stream.unique_tasks() if not is_prepared(t.key, data_dir)]
     print(
         f"\n{len(stream.tasks)} tasks ({len(stream.unique_tasks())} distinct datasets), "
         f"{len(missing)} not prepared in {data_dir}."
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _status(key: str, data_dir: Path) -> str:
-    manifest = storage.stored_manifest(key, data_dir)
+    manifest = stored_manifest(key, data_dir)
     if manifest is None:
         return "not prepared"
     verified = manifest.get("metadata", {}).get("sources_verified", True)

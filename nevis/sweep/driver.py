@@ -236,7 +236,7 @@ def prepare_embedded_data(config: ConfigDict, spec: SweepSpec,
     A run builds missing embedded datasets itself, but trials starting together would build
     the same dataset at once into one data directory.
     """
-    from nevis.data import embedded, storage
+    from nevis.data import embedded, storage_format
     from nevis.streams import make_stream
 
     sc = ConfigDict(config.stream.to_dict())
@@ -245,7 +245,7 @@ def prepare_embedded_data(config: ConfigDict, spec: SweepSpec,
             sc[key.removeprefix("stream.")] = value
     varied = any(k.startswith("stream.") for k in spec.varied_keys)
     tasks = [] if varied else [t for t in str(sc.tasks).split(",") if t]
-    root = data_dir or storage.default_data_dir()
+    root = data_dir or storage_format.default_data_dir()
     try:
         stream = make_stream(sc.name, stop_year=sc.stop_year or None, tasks=tasks,
                              prediction_splits=tuple(sc.prediction_splits), data_dir=root)

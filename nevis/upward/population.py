@@ -34,12 +34,12 @@ STREAM_STEPS = 150
 STREAM_INTERVENTIONS: dict[str, tuple[str, ...]] = {
     "deq_default": ("--learner=deq",),
     "deq_fixed_start": ("--learner=deq_fixed_start",),
-    "deq_no_jitter": ("--learner=deq", "--config.learner.solver.budget_jitter=0"),
+    "deq_no_jitter": ("--learner=deq", "--config.learner.budget_jitter=0"),
     "deq_jacobian_reg": ("--learner=deq", "--config.learner.jacobian_reg.weight=0.5"),
     "deq_no_norm": ("--learner=deq", "--config.learner.model.norm=none"),
-    "deq_phantom": ("--learner=deq", "--config.learner.solver.grad=phantom"),
-    "deq_unrolled": ("--learner=deq", "--config.learner.solver.grad=unrolled",
-                     "--config.learner.solver.budget_jitter=0"),
+    "deq_phantom": ("--learner=deq", "--config.learner.deq.grad=phantom"),
+    "deq_unrolled": ("--learner=deq", "--config.learner.deq.grad=unrolled",
+                     "--config.learner.budget_jitter=0"),
     "deq_tiny_budget": ("--learner=deq", "--config.learner.max_steps=30",
                         "--config.learner.min_steps=30"),
 }

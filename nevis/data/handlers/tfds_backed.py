@@ -990,7 +990,7 @@ def write_prepared(data_dir: Path, tfds_name: str, version: str, features: Mappi
 
     Images must be encoded bytes (TFDS needs TF to encode arrays). Records keep the given order.
     """
-    from nevis.data import storage
+    from nevis.data import storage_writer
 
     tfds = _tfds()
     base, _, config = tfds_name.partition("/")
@@ -1022,7 +1022,7 @@ def write_prepared(data_dir: Path, tfds_name: str, version: str, features: Mappi
     with tempfile.TemporaryDirectory(prefix="nevis_tfds_fixture_") as downloads:
         builder = Fixture(config=config or None, data_dir=str(data_dir),
                           file_format="array_record")
-        with storage._quiet_deterministic_build():
+        with storage_writer.quiet_deterministic_build():
             builder.download_and_prepare(download_dir=downloads)
     return Path(builder.data_dir)
 
