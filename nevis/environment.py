@@ -242,6 +242,7 @@ class _Loop:
             process_count=jax.process_count(),
             show_progress=self.options.show_progress,
             metrics_writer=self._step_writer(loop),
+            data_dir=self.options.data_dir,
         )
         out = self.learner.train(event, state, ctx)
         info = dict(out.info)

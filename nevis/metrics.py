@@ -226,7 +226,8 @@ def stream_summary(records: list[Mapping[str, Any]]) -> dict[str, Any]:
 def run_summary(stream: str, records: list[Mapping[str, Any]], resources: Mapping[str, float],
                 num_events: int) -> dict[str, Any]:
     """A run's summary from its event records: stream errors per split (failed events count
-    as error 1), compute, failures, divergences, timing and the learner's score diagnostics."""
+    as error 1), compute, failures, divergences, timing, the learner's score diagnostics and
+    (when it reports them) its per-task choices."""
     summary: dict[str, Any] = {
         "stream": stream,
         "complete": len(records) == num_events,
@@ -251,7 +252,28 @@ def run_summary(stream: str, records: list[Mapping[str, Any]], resources: Mappin
     diagnostics = score_diagnostics(records)
     if diagnostics:
         summary["diagnostics"] = diagnostics
+    choices = learner_choices(records)
+    if choices:
+        summary["learner_choices"] = choices
     return summary
+
+
+# Training-event `info` keys that say what a learner chose for a task (e.g. which
+# initialisation and which hyper-parameter trial a searching learner kept).
+CHOICE_KEYS = ("chosen_candidate", "chosen_trial", "num_trials")
+
+
+def learner_choices(records: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per training event that reports any of `CHOICE_KEYS` in its info: those values, so a
+    run's summary shows what a searching learner picked for each task without reading
+    events.jsonl (which keeps the full details, e.g. every trial)."""
+    out = []
+    for r in records:
+        info = r.get("info") or {}
+        if r["event"] == "train" and any(key in info for key in CHOICE_KEYS):
+            out.append({"event_index": r.get("event_index"), "task": r.get("task"),
+                        **{key: info[key] for key in CHOICE_KEYS if key in info}})
+    return out
 
 
 def score_diagnostics(records: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

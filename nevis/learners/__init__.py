@@ -11,12 +11,13 @@ from collections.abc import Callable
 
 from ml_collections import ConfigDict
 
-from nevis.learners import baseline, deq, example
+from nevis.learners import baseline, deq, dynamic, example
 from nevis.learners.base import Learner
 
 FACTORIES: dict[str, Callable[[ConfigDict], Learner]] = {
     "baseline": baseline.make_learner,  # independent / finetune (config.strategy)
     "deq": deq.make_learner,
+    "dynamic": dynamic.make_learner,  # k-NN-chosen initialisation + per-task search
     "example": example.make_learner,
 }
 

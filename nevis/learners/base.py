@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -85,6 +86,8 @@ class TrainContext:
     # Optional scalar logging (`--tensorboard_dir`): (step within the event, name → value),
     # called at logged and validated steps; None when nothing is written.
     metrics_writer: Callable[[int, Mapping[str, Any]], None] | None = None
+    # The run's dataset directory, for learners that open the data in other processes.
+    data_dir: Path | None = None
 
 
 @dataclasses.dataclass(frozen=True)

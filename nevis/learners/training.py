@@ -326,6 +326,7 @@ def train_task(
     steady = _SteadyClock(first_step=step0 + WARMUP_STEPS)
     outputs = _LateOutputs(aux)
     diverged: int | None = None  # the step whose loss (or dev logits) stopped being finite
+    final_error: float | None = None  # the last validation's dev error (None: none finished)
     reason = "non-finite training loss"
     try:
         for step in range(step0, num_steps):
@@ -360,9 +361,11 @@ def train_task(
                     # Non-finite dev logits: the parameters diverged although the loss did not
                     # (yet). Keep the best-on-dev parameters so far, as for a NaN loss.
                     diverged, reason = done, "non-finite validation logits"
+                    final_error = None
                     break
                 finally:
                     steady.resume()
+                final_error = error
                 if error < best_error:
                     best_error, best_step = error, done
                     best = _copy(carry[0])  # the step donates its input buffers
@@ -389,7 +392,9 @@ def train_task(
     eval_flops = evaluator.cost(best, eval_batch, config.image_size) * dev_batches * evaluations
     # Diverged before any validation: `best` is still the starting point.
     count, nbytes = count_parameters(best)
+    # `final_dev_error`: what a search that selects on the last validation compares.
     info.update(best_dev_error=best_error if math.isfinite(best_error) else None,
+                final_dev_error=final_error,
                 best_step=best_step, evaluations=evaluations, steps_run=steps_run,
                 steady_steps_per_second=steady.rate(),
                 dev_batches=dev_batches, train_seconds=time.perf_counter() - t0,
