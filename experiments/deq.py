@@ -55,4 +55,12 @@ def get_config() -> ConfigDict:
     config.init = "mixed_example"
     config.budget_jitter = 4
     config.jacobian_reg = ConfigDict({"weight": 0.0})
+    # Training aids of nevis.equilibrium, off by default (README, "The DEQ learner"):
+    # variational dropout rate on the cell's output (channel-wise, one mask per example for
+    # the whole solve); fixed-point correction (supervise `n_states` states of the solve,
+    # weights gamma^(n-1-i); needs deq.grad=phantom|one_step and budget_jitter=0); the
+    # reversible solve (beta in (0, 1): exact gradients of the truncated solve, O(1) memory).
+    config.dropout = 0.0
+    config.correction = ConfigDict({"n_states": 0, "gamma": 0.8})
+    config.reversible_beta = 0.0
     return config

@@ -18,6 +18,7 @@ from .alignment import (
 )
 from .core import fixed_point
 from .correction import (
+    CORRECTION_GRADS,
     correction_loss,
     correction_states,
     correction_weights,
@@ -44,6 +45,7 @@ from .solvers import SOLVERS, Anderson, Broyden, FixedPoint, Solver, register_so
 from .stats import SolverStats
 
 __all__ = [
+    "CORRECTION_GRADS",
     "Conv",
     "SlowAdjointWarning",
     "INITS",

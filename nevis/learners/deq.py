@@ -95,6 +95,18 @@ def validate_config(config: ConfigDict) -> None:
         raise ValueError("budget_jitter must be in [0, deq.max_steps).")
     if config.budget_jitter and config.deq.grad == "unrolled":
         raise ValueError("deq.grad=unrolled needs a fixed budget: set budget_jitter=0.")
+    if not 0 <= config.dropout < 1:
+        raise ValueError(f"dropout={config.dropout} must be in [0, 1).")
+    if config.correction.n_states:
+        if config.deq.grad not in eq.CORRECTION_GRADS or config.budget_jitter:
+            raise ValueError(
+                "correction.n_states > 0 (fixed-point correction) supervises intermediate "
+                f"states: it needs deq.grad in {eq.CORRECTION_GRADS} and budget_jitter=0 "
+                f"(got deq.grad={config.deq.grad!r}, budget_jitter={config.budget_jitter}).")
+        eq.uniform_indices(config.deq.max_steps, config.correction.n_states)
+    if config.reversible_beta and (config.correction.n_states
+                                   or not 0 < config.reversible_beta < 1):
+        raise ValueError("reversible_beta must be in (0, 1) and excludes correction.n_states.")
 
 
 def make_learner(config: ConfigDict) -> Learner:
@@ -113,14 +125,35 @@ def make_learner(config: ConfigDict) -> Learner:
         options = deq_options(config, stop_mode="rel", on_backward_failure="ignore",
                               backward_callback=backward.add)
 
+        def train_cell(rng, x):
+            """(cell, its input) for a training solve. With variational dropout the cell's
+            output is masked channel-wise, one mask per example for the whole solve (a fresh
+            mask per iteration would move the fixed point); prediction never drops."""
+            if not config.dropout:
+                return parts.cell, x
+            mask = eq.dropout_mask_2d(jax.random.fold_in(rng, 1), x.shape, config.dropout)
+            return (lambda p, xm, z: eq.apply_dropout(parts.cell(p, xm[0], z), xm[1])), (x, mask)
+
         def solve(params, images, rng, max_steps):
+            """(x, z*, stats, logits of every supervised state, Jacobian key, cell, input)."""
             stem, readout = parts.stem_and_readout(params)
             x = stem(images)
             init_key, jac_key = jax.random.split(rng)
+            cell, cell_in = train_cell(rng, x)
             z0 = eq.initial_state(config.init, x, key=init_key)
             opts = dataclasses.replace(options, max_steps=max_steps)
-            z, stats = eq.fixed_point(parts.cell, params["cell"], x, z0, opts)
-            return x, z, stats, readout(z), jac_key
+            if config.correction.n_states:  # fixed-point correction: several states
+                states, stats = eq.correction_states(
+                    cell, params["cell"], cell_in, z0, opts,
+                    n_states=config.correction.n_states, grad=config.deq.grad)
+                return x, states[-1], stats, [readout(s) for s in states], jac_key, cell, cell_in
+            if config.reversible_beta:  # exact gradients of the truncated solve, O(1) memory
+                z, stats = eq.reversible_fixed_point(
+                    cell, params["cell"], cell_in, z0, beta=config.reversible_beta,
+                    max_steps=max_steps, tol=config.deq.tol)
+            else:
+                z, stats = eq.fixed_point(cell, params["cell"], cell_in, z0, opts)
+            return x, z, stats, [readout(z)], jac_key, cell, cell_in
 
         def loss_fn(params, batch, rng):
             budget_key, rng = jax.random.split(rng)
@@ -128,10 +161,15 @@ def make_learner(config: ConfigDict) -> Learner:
             if config.budget_jitter:  # a random forward budget per batch: path independence
                 max_steps = budget - jax.random.randint(budget_key, (), 0,
                                                         config.budget_jitter + 1)
-            x, z, stats, logits, jac_key = solve(params, batch["image"], rng, max_steps)
-            loss = training.classification_loss(logits, batch, task.kind, config.label_smoothing)
+            x, z, stats, logits, jac_key, cell, cell_in = solve(params, batch["image"], rng,
+                                                                max_steps)
+            losses = [training.classification_loss(state_logits, batch, task.kind,
+                                                   config.label_smoothing)
+                      for state_logits in logits]
+            loss = (losses[0] if len(losses) == 1
+                    else eq.correction_loss(losses, gamma=config.correction.gamma))
             if config.jacobian_reg.weight:
-                reg = eq.jacobian_frobenius(parts.cell, params["cell"], x,
+                reg = eq.jacobian_frobenius(cell, params["cell"], cell_in,
                                             jax.lax.stop_gradient(z), jac_key)
                 loss = loss + config.jacobian_reg.weight * jnp.mean(reg)
             mask = batch["mask"]
@@ -160,8 +198,9 @@ def make_learner(config: ConfigDict) -> Learner:
             info = {**info, **backward.summary()}
             costs = flops.SolverLoopCosts(parts.cell, params["cell"],
                                           parts.injection(params, config.image_size), options)
+            grad = "reversible" if config.reversible_beta else config.deq.grad
             train, validation = flops.solver_loop_flops(
-                info, costs, grad=config.deq.grad, batch_size=config.batch_size,
+                info, costs, grad=grad, batch_size=config.batch_size,
                 eval_batch_size=parallel.round_batch_size(config.eval_batch_size, ctx.mesh),
                 eval_iterations=budget)
             return dataclasses.replace(

@@ -43,13 +43,15 @@ class SolverLoopCosts:
     - `adjoint`: the proposal and one VJP of the cell in z (the linearisation at z* is made
       once, before the loop; no kernel gradient runs in the loop);
     - `unrolled`: a forward iteration and its VJP in (z, solver history, parameters, x), i.e.
-      one step of the differentiated scan plus one step of its transpose.
+      one step of the differentiated scan plus one step of its transpose;
+    - `reversible`: one step of the reversible iteration (two cell evaluations) and its VJP
+      (what the backward loop runs per step: rebuilding the step and its two VJPs).
 
     `injection(batch)` gives the shape of the cell's input injection x (= the state's shape)
     for a batch size.
     """
 
-    KINDS = ("forward", "adjoint", "unrolled")
+    KINDS = ("forward", "adjoint", "unrolled", "reversible")
 
     def __init__(self, cell: Cell, cell_params: Any,
                  injection: Callable[[int], jax.ShapeDtypeStruct], options: eq.DEQOptions):
@@ -81,7 +83,17 @@ class SolverLoopCosts:
         def cell(cell_params, xx, v):
             return self.cell(cell_params, xx, v.reshape(x.shape)).reshape(v.shape)
 
-        if kind == "adjoint":
+        if kind == "reversible":
+            def step(g_args, y, z, beta=0.5):
+                y_new = (1 - beta) * y + beta * cell(*g_args, z)
+                return y_new, (1 - beta) * z + beta * cell(*g_args, y_new)
+
+            def fn(g_args, y, z):
+                out, pullback = jax.vjp(step, g_args, y, z)
+                return out, pullback(out)
+
+            args = ((self.cell_params, x), flat, flat)
+        elif kind == "adjoint":
             solver = self.options.backward_solver()
             pullback = jax.eval_shape(
                 lambda p, xx, v: jax.vjp(lambda w: cell(p, xx, w), v)[1],
@@ -108,7 +120,8 @@ def solver_loop_flops(info: dict[str, Any], costs: SolverLoopCosts, *, grad: str
     """(training, validation) FLOPs a task's solver loops ran beyond what XLA counted.
 
     Training: (iterations run − 1) × one iteration, per step, for the forward loop (its
-    differentiated scan and transpose when `grad` is unrolled) and, for implicit gradients,
+    differentiated scan and transpose when `grad` is unrolled, the reversible step and its
+    backward step when `grad` is "reversible") and, for implicit gradients,
     the adjoint loop; iterations come from the loops themselves (`info`'s
     `forward_iterations_mean`, `backward_iterations_mean`). Validation: `eval_iterations` on
     every dev batch of every evaluation.
@@ -117,7 +130,7 @@ def solver_loop_flops(info: dict[str, Any], costs: SolverLoopCosts, *, grad: str
     train = 0.0
     forward = info.get("forward_iterations_mean")
     if forward is not None:
-        kind = "unrolled" if grad == "unrolled" else "forward"
+        kind = grad if grad in ("unrolled", "reversible") else "forward"
         train += steps * (forward - 1) * costs(kind, batch_size)
     backward = info.get("backward_iterations_mean")
     if grad == "implicit" and backward is not None:
