@@ -2,8 +2,11 @@
 
     python -m nevis.run --learner=finetune
 
-Same budget as `independent` (about 2.5 minutes on the embedded stream on 2 CPU cores);
-the final re-evaluation shows how much earlier tasks are forgotten.
+Same budget as `independent`: on the embedded stream 163 s of CPU time (about 2.5 minutes
+on 2 free CPU cores; measured 8.5 minutes wall on a machine shared with four other jobs).
+Reaches a dev_test stream error of 0.133 (each task scored right after its training: the
+carried backbone helps) but a final error of 0.718 when every task is re-evaluated at the end
+through the last backbone (average forgetting 0.585).
 """
 
 from ml_collections import ConfigDict
