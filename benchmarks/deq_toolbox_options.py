@@ -4,7 +4,8 @@
 
 Each option is `--learner=deq` on the same embedded tasks, budget and seed, with one aid of
 `nevis.equilibrium` switched on (see experiments/deq.py): variational dropout, fixed-point
-correction (three supervised states, phantom gradients, fixed budget), the reversible solve,
+correction (three supervised states, phantom gradients, fixed budget), spectral-norm clipping
+of the cell's kernels, the reversible solve,
 and — as the matching baseline for correction — phantom gradients with a fixed budget alone.
 Figures come from each run's training events: `steady_steps_per_second` (the training loop's
 own rate), `best_dev_error`, the forward solver's mean steps and iterations per step and the
@@ -27,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 OPTIONS = {
     "default (implicit, jitter)": (),
     "dropout 0.1": ("--config.learner.dropout=0.1",),
+    "spectral norm <= 1": ("--config.learner.model.spectral_norm=1.0",),
     "reversible beta 0.5": ("--config.learner.reversible_beta=0.5",),
     "phantom, fixed budget": ("--config.learner.deq.grad=phantom",
                               "--config.learner.budget_jitter=0"),
@@ -51,6 +53,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--tasks", default="uci_digits,shapes_colour")
+    parser.add_argument("--only", default="", help="comma-separated option names to run "
+                        f"(default: all of {', '.join(OPTIONS)})")
     parser.add_argument("--data_dir", default=None, help="prepared embedded data (default: "
                         "a temporary directory, built on first use)")
     args = parser.parse_args()
@@ -59,7 +63,12 @@ def main() -> None:
     print(f"{args.steps} steps per task on {args.tasks}; means over tasks")
     print(f"{'option':28s} {'steps/s':>8s} {'dev error':>9s} {'fwd steps':>9s} "
           f"{'fwd iters':>9s} {'train FLOPs':>11s}")
-    for i, (name, flags) in enumerate(OPTIONS.items()):
+    chosen = [n.strip() for n in args.only.split(",") if n.strip()] or list(OPTIONS)
+    unknown = sorted(set(chosen) - set(OPTIONS))
+    if unknown:
+        parser.error(f"unknown option {unknown[0]!r}; valid: {', '.join(OPTIONS)}")
+    for i, name in enumerate(chosen):
+        flags = OPTIONS[name]
         train = run(root / f"run{i}", data_dir, args.tasks, args.steps, flags)
 
         def mean(key, records=train):

@@ -27,6 +27,7 @@ def get_config() -> ConfigDict:
         "groups": 8,
         "norm": "group",  # "none" removes the cell's GroupNorm (unstable; for experiments)
         "weight_norm": False,
+        "spectral_norm": 0.0,  # > 0: clip each cell kernel's spectral norm to this value
         "init_scale": 1.0,
     })
     config.image_size = 32

@@ -26,11 +26,19 @@ class DEQCell(nnx.Module):
     shortcut, so the equilibrium keeps the input's per-example signal for the readout.
 
     `init_scale` multiplies the initial kernels (large values make f expansive, which is
-    how tests provoke divergence); `weight_norm` reparametrises both kernels as g·v/‖v‖.
+    how tests provoke divergence); `weight_norm` reparametrises both kernels as g·v/‖v‖;
+    `spectral_norm` > 0 clips each kernel's spectral norm (of its [9·C, C] matrix form) to at
+    most that value, estimated by `SPECTRAL_ITERS` power iterations from a fixed start at every
+    call. Stateless on purpose: the carried power vector of `nevis.equilibrium.spectral_norm`
+    would be learner state outside the parameters; a few iterations of a 288×32 matrix cost
+    nothing next to the convolutions.
     """
 
+    SPECTRAL_ITERS = 8
+
     def __init__(self, width: int, *, groups: int = 8, norm: str = "group",
-                 weight_norm: bool = False, init_scale: float = 1.0, rngs: nnx.Rngs):
+                 weight_norm: bool = False, init_scale: float = 1.0,
+                 spectral_norm: float = 0.0, rngs: nnx.Rngs):
         if norm not in NORMS:
             raise ValueError(f"Unknown cell norm {norm!r}; valid choices: {', '.join(NORMS)}.")
         init = nnx.initializers.lecun_normal()
@@ -38,6 +46,7 @@ class DEQCell(nnx.Module):
         self.v1 = nnx.Param(init_scale * init(rngs.params(), shape))
         self.v2 = nnx.Param(init_scale * init(rngs.params(), shape))
         self.weight_norm = weight_norm
+        self.spectral_norm = spectral_norm
         if weight_norm:
             self.g1 = nnx.Param(eq.weight_norm_scale(self.v1[...]))
             self.g2 = nnx.Param(eq.weight_norm_scale(self.v2[...]))
@@ -49,8 +58,15 @@ class DEQCell(nnx.Module):
 
     def _kernels(self) -> tuple[jax.Array, jax.Array]:
         if self.weight_norm:
-            return eq.weight_norm(self.v1, self.g1), eq.weight_norm(self.v2, self.g2)
-        return self.v1[...], self.v2[...]
+            kernels = eq.weight_norm(self.v1, self.g1), eq.weight_norm(self.v2, self.g2)
+        else:
+            kernels = self.v1[...], self.v2[...]
+        if self.spectral_norm:
+            start = jnp.full((kernels[0][..., 0].size,), kernels[0][..., 0].size ** -0.5)
+            kernels = tuple(eq.spectral_norm(k, start, n_iters=self.SPECTRAL_ITERS,
+                                             target_norm=self.spectral_norm, clip=True)[0]
+                            for k in kernels)
+        return kernels
 
     def _norm(self, y: jax.Array, scale, bias) -> jax.Array:
         if self.norm == "none":
@@ -71,12 +87,12 @@ class DEQClassifier(nnx.Module):
 
     def __init__(self, *, width: int, stem_widths: tuple[int, ...], stem_stride: int,
                  groups: int, norm: str, weight_norm: bool, init_scale: float,
-                 num_classes: int, rngs: nnx.Rngs):
+                 num_classes: int, rngs: nnx.Rngs, spectral_norm: float = 0.0):
         widths = (*stem_widths, width)
         self.trunk = ResNet(widths=widths, blocks=(1,) * len(widths), norm_groups=groups,
                             stem_stride=stem_stride, rngs=rngs)
         self.cell = DEQCell(width, groups=groups, norm=norm, weight_norm=weight_norm,
-                            init_scale=init_scale, rngs=rngs)
+                            init_scale=init_scale, spectral_norm=spectral_norm, rngs=rngs)
         self.head = nnx.Linear(width, num_classes, rngs=rngs)
 
     def stem(self, images: jax.Array) -> jax.Array:
