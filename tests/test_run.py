@@ -158,7 +158,7 @@ def test_progress_in_a_log_file_is_throttled(overwritten_run):
 
 def test_bad_flags_fail_fast(tmp_path):
     cases = {
-        ("--learner=nope",): "valid choices: deq, deq_fixed_start, dynamic, dynamic_cheap, example, finetune",
+        ("--learner=nope",): "valid choices: deq, deq_fixed_start, dynamic, dynamic_cheap",
         ("--stream=nope",): "valid choices: debug, embedded",
         ("--config.learner.optimizer.name=nope",): "valid choices: sgd, adamw",
         ("--config.learner.nope=1",): "learner has augment, batch_size",

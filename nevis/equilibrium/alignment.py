@@ -9,6 +9,7 @@ composition or tolerance; obtain z_star with
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,8 @@ def fixed_budget(f: Callable, params: PyTree, x: PyTree, z0: PyTree, steps: int,
     z0_flat, unflatten = _tree.flatten(z0)
     g = _tree.flat_fn(f, params, x, unflatten)
     s = make_solver(solver, solver_options)
+    if getattr(s, "keep_best", False):  # the FINAL iterate: best-so-far hides limit cycles
+        s = dataclasses.replace(s, keep_best=False)
     # tol = -1 never triggers; only non-finite examples stop early.
     z, stats = solve(g, z0_flat, s, tol=-1.0, stop_mode="abs", max_steps=steps)
     z = jax.lax.stop_gradient(unflatten(z))
