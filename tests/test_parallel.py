@@ -77,13 +77,29 @@ def _compare_events(a, b, tolerance) -> None:
                                                              nb[key])
 
 
+PEAK_LEARNING_RATE = 3e-3  # experiments/independent.py
+
+
 def _assert_same_results(a, b):
-    """Float reordering only: parameters to 1e-4, metrics to 1e-5, counts exactly."""
+    """Float reordering only: counts exactly, continuous metrics to 1e-3 relative, and the
+    parameters at float level except a few that moved by less than one optimizer step.
+
+    The 8-device sums reduce in another order. AdamW normalises each update by the gradient's
+    running scale, so for a parameter whose gradient is near zero that float-level noise can
+    flip an update's sign: such a parameter may differ by up to one step at the peak learning
+    rate. How often it happens depends on the CPU's vector code: on the tiny stream, every
+    parameter within 4e-7 on the machine this test was written on; on an AMD EPYC 29 of 155,570
+    parameters differ by more than 1e-4 (the largest by 9.3e-4; the median by 7e-9), and the
+    multi-label task's mAP moves by 2.7e-4 relative as two nearly tied scores swap ranks. A
+    sharding bug moves the bulk of the parameters, which these bounds catch.
+    """
     pa, pb = _params(a), _params(b)
     assert jax.tree.structure(pa) == jax.tree.structure(pb)
-    for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb), strict=True):
-        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
-    _compare_events(a, b, lambda key, x, n: 0 if isinstance(x, int) else 1e-5 * abs(x) + 1e-7)
+    diff = np.concatenate([np.abs(np.asarray(x) - np.asarray(y)).ravel()
+                           for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pb), strict=True)])
+    assert diff.max() <= PEAK_LEARNING_RATE, diff.max()
+    assert np.mean(diff > 1e-4) <= 1e-3, (int(np.sum(diff > 1e-4)), diff.size)
+    _compare_events(a, b, lambda key, x, n: 0 if isinstance(x, int) else 1e-3 * abs(x) + 1e-7)
 
 
 def test_eight_devices_match_one(single_device_run, tmp_path, data_dir):

@@ -245,7 +245,7 @@ def test_bad_sweeps_fail_fast_with_the_fix(tmp_path):
 def test_cli_bad_flags_fail_before_ray(tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     cases = {
-        ("--learner=nope",): "valid choices: deq, deq_fixed_start, finetune, independent",
+        ("--learner=nope",): "valid choices: deq, deq_fixed_start, dynamic, dynamic_cheap",
         ("--learner=independent", "--sweep=nope"): "valid choices: lr, lr_smoothing",
         ("--learner=independent", "--config.learner.nope=1"): "learner has augment",
         ("--learner=independent", "--cpus_per_trial=-1"): "must be >= 0",
