@@ -151,7 +151,23 @@ def test_a_trial_computes_what_a_plain_run_computes(reference_sweep, data_dir, t
     trial = reference_sweep.path / "trials" / NAMES[1]
     run_cli(*tiny_run_args(tmp_path, data_dir))
     assert comparable_summary(tmp_path) == comparable_summary(trial)
-    assert comparable_events(tmp_path) == comparable_events(trial)
+    plain_events, trial_events = comparable_events(tmp_path), comparable_events(trial)
+    # Training is bit-identical. A prediction's logits may differ in the last bit: XLA:CPU
+    # splits an evaluation batch's sums by thread count, and the trial runs on one thread
+    # (measured on an AMD EPYC: cross-entropy 1.2895384396 vs 1.2895384392, counts equal).
+    assert [_without_floats(r) for r in plain_events] == [_without_floats(r)
+                                                          for r in trial_events]
+    for a, b in zip(plain_events, trial_events, strict=True):
+        for key, value in a.get("metrics", {}).items():
+            assert value == pytest.approx(b["metrics"][key], rel=1e-9), (a["event_index"], key)
+
+
+def _without_floats(record: dict) -> dict:
+    """The record with its prediction metrics' float values left out (counts kept)."""
+    if record["event"] != "predict":
+        return record
+    metrics = {k: v for k, v in record.get("metrics", {}).items() if not isinstance(v, float)}
+    return {**record, "metrics": metrics}
 
 
 def kill_when_running(workdir: Path, killed: dict, timeout: float = 300) -> None:
