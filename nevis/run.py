@@ -227,6 +227,7 @@ def main() -> None:
     _check_override_keys(argv, config)
     try:
         config_flags.DEFINE_config_dict("config", config, lock_config=True)
+        app.define_help_flags()  # --help / --helpfull, which app.run would define too late
         remaining = FLAGS(argv)  # parse now: a bad flag or override is one line, no traceback
     except (flags.Error, TypeError, ValueError) as e:
         _fail(f"{e}; see --helpfull for flags.")

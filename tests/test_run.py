@@ -174,6 +174,16 @@ def test_bad_flags_fail_fast(tmp_path):
     assert not (tmp_path / "w" / "summary.json").exists()
 
 
+def test_helpfull_lists_the_flags_and_the_config(tmp_path):
+    """`--helpfull` is what the bad-flag errors point to: it must work (it once failed as
+    an unknown flag, because the config is parsed before absl's app defines help flags)."""
+    proc = run_cli("--helpfull", f"--workdir={tmp_path / 'w'}", check=False)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]  # absl exits 1 after printing help
+    assert "Unknown command line flag" not in proc.stdout + proc.stderr
+    assert "--learner" in proc.stdout and "--config" in proc.stdout, proc.stdout[-2000:]
+    assert not (tmp_path / "w").exists()
+
+
 def test_missing_data_names_every_dataset(tmp_path):
     proc = run_cli("--stream=debug", f"--workdir={tmp_path / 'w'}",
                    f"--data_dir={tmp_path / 'empty'}", check=False)
