@@ -29,6 +29,8 @@ def get_config() -> ConfigDict:
         "weight_norm": False,
         "spectral_norm": 0.0,  # > 0: clip each cell kernel's spectral norm to this value
         "init_scale": 1.0,
+        "cell_convs": 2,  # 1: the single-convolution cell (half the cost per iteration)
+        "injection": "block",  # "conv": a strided conv, not a ResNet block, feeds the cell
     })
     config.image_size = 32
     config.batch_size = 32
@@ -65,3 +67,56 @@ def get_config() -> ConfigDict:
     config.correction = ConfigDict({"n_states": 0, "gamma": 0.8})
     config.reversible_beta = 0.0
     return config
+
+
+# Issue #14's levers, one at a time from the defaults above (round 1), on the embedded stream
+# at the full budget. `python -m nevis.sweep --learner=deq --sweep=levers`.
+LEVERS = {
+    "resnet_trunk": {"learner.model.stem_widths": (16, 32), "learner.model.width": 64},
+    "one_step": {"learner.deq.grad": "one_step"},
+    "phantom": {"learner.deq.grad": "phantom"},
+    "batch_64": {"learner.batch_size": 64},
+    "zeros_start": {"learner.init": "zeros", "learner.budget_jitter": 0},
+    "budget_8": {"learner.deq.max_steps": 8, "learner.deq.b_max_steps": 8},
+}
+# Round 2: the ResNet trunk (round 1's clear winner) with the levers that cut its compute.
+RESNET_TRUNK = LEVERS["resnet_trunk"]
+ROUND_2 = {
+    "one_step": {**RESNET_TRUNK, "learner.deq.grad": "one_step"},
+    "one_conv": {**RESNET_TRUNK, "learner.model.cell_convs": 1},
+    "one_conv_one_step": {**RESNET_TRUNK, "learner.model.cell_convs": 1,
+                          "learner.deq.grad": "one_step"},
+    "zeros_start": {**RESNET_TRUNK, **LEVERS["zeros_start"]},
+    "one_conv_one_step_batch_64": {**RESNET_TRUNK, "learner.model.cell_convs": 1,
+                                   "learner.deq.grad": "one_step", "learner.batch_size": 64},
+    "lr_1e-3": {**RESNET_TRUNK, "learner.optimizer.learning_rate": 1e-3},
+}
+# Round 3: the single-convolution cell on the ResNet trunk (round 2), made cheaper still.
+ONE_CONV = {**RESNET_TRUNK, "learner.model.cell_convs": 1}
+CONV_INJECTION = {**ONE_CONV, "learner.model.injection": "conv"}
+BUDGET_8 = {"learner.deq.max_steps": 8, "learner.deq.b_max_steps": 8}
+ROUND_3 = {
+    "conv_injection": CONV_INJECTION,
+    "budget_8": {**ONE_CONV, **BUDGET_8},
+    "conv_injection_budget_8": {**CONV_INJECTION, **BUDGET_8},
+    "conv_injection_lr_5e-3": {**CONV_INJECTION, "learner.optimizer.learning_rate": 5e-3},
+}
+SWEEPS = ("levers", "round_2", "round_3", "frontier")
+
+
+def get_sweep(name: str = "") -> dict:
+    """A sweep of this learner by name (see the comments above each)."""
+    name = name or "levers"
+    if name == "levers":
+        return {"description": "issue #14 levers, one at a time",
+                "trials": list(LEVERS.values())}
+    if name == "round_2":
+        return {"description": "issue #14 round 2: ResNet trunk + compute levers",
+                "trials": list(ROUND_2.values())}
+    if name == "frontier":  # the same budgets as independent's `frontier`
+        return {"description": "the step budget x 1/4, 1/2, 1, 2: error against FLOPs",
+                "trials": independent.frontier_trials(get_config())}
+    if name == "round_3":
+        return {"description": "issue #14 round 3: one-convolution cell, cheaper still",
+                "trials": list(ROUND_3.values())}
+    raise ValueError(f"unknown sweep {name!r}; valid choices: {', '.join(SWEEPS)}.")

@@ -8,7 +8,9 @@ a dev_test stream error around 0.21 (the NEVIS'22 "Independent" baseline, scaled
 Sweeps (`get_sweep`, run with `python -m nevis.sweep --learner=independent --sweep=NAME`):
 `lr` (the default) tries two learning rates on the embedded stream with tiny budgets, about
 2 minutes on 2 CPU cores; `lr_smoothing` samples 8 (learning rate, label smoothing) pairs at
-the full budget, as the reference's per-task search does for the whole stream.
+the full budget, as the reference's per-task search does for the whole stream; `frontier`
+trains at 1/4, 1/2, 1 and 2 times the step budget (stream error against training FLOPs, the
+curve `experiments/deq.py`'s `frontier` is compared with).
 """
 
 from ml_collections import ConfigDict
@@ -58,7 +60,15 @@ TINY = {
     "learner.log_every": 10,
     "learner.optimizer.warmup_steps": 5,
 }
-SWEEPS = ("lr", "lr_smoothing")
+SWEEPS = ("lr", "lr_smoothing", "frontier")
+FRONTIER_SCALES = (0.25, 0.5, 1.0, 2.0)
+
+
+def frontier_trials(config: ConfigDict) -> list[dict]:
+    """The step budget (epochs, min and max steps) scaled by each of FRONTIER_SCALES."""
+    return [{"learner.epochs": max(1, round(config.epochs * s)),
+             "learner.min_steps": round(config.min_steps * s),
+             "learner.max_steps": round(config.max_steps * s)} for s in FRONTIER_SCALES]
 
 
 def get_sweep(name: str = "") -> dict:
@@ -79,4 +89,7 @@ def get_sweep(name: str = "") -> dict:
             "num_samples": 8,
             "seed": 0,
         }
+    if name == "frontier":
+        return {"description": "the step budget x 1/4, 1/2, 1, 2: error against FLOPs",
+                "trials": frontier_trials(get_config())}
     raise ValueError(f"unknown sweep {name!r}; valid choices: {', '.join(SWEEPS)}.")

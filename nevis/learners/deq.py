@@ -302,7 +302,9 @@ def make_learner(config: ConfigDict) -> Learner:
 
     return per_task.make_learner(config, per_task.PerTaskLearner(
         build_model=lambda task, seed: build_model(config, task, seed),
-        carried_parts=("trunk", "cell"),
+        carried_parts=(("trunk", "injection", "injection_norm", "cell")
+                       if config.model.injection == "conv"
+                       else ("trunk", "cell")),
         training=task_training,
         predictor=predictor,
     ))
