@@ -17,9 +17,11 @@ timed in a loop of --percall calls (a jitted fori_loop on JAX, a Python loop on 
 the share of the step those calls account for. Every round, each side trains one chunk
 and then times its per-call loops (medians over rounds are reported).
 
-JAX cells: "nnx.Conv" -- the cell as a user writes it first, with flax.nnx.Conv (JAX's
-own conv VJP, which XLA:CPU runs ~15-20x slower inside the adjoint loop, environment.md
-section 9) -- and "eq.Conv", the same module with nevis.equilibrium.Conv, its drop-in.
+JAX cells: "nnx.Conv" -- the cell as a user writes it first, with flax.nnx.Conv, whose
+own conv VJP XLA:CPU runs ~15-20x slower inside the adjoint loop (environment.md section
+9); fixed_point's implicit backward rewrites it onto the loop-friendly VJP
+(eq.loop_friendly, option loop_friendly=True, the default; --no-loop-friendly measures
+JAX's own VJP) -- and "eq.Conv", the same module with nevis.equilibrium.Conv, its drop-in.
 Both sides use --threads intra-op threads (default 1: on a shared, oversubscribed CPU
 torch's OpenMP threads lose far more to contention than XLA's pool, which would make the
 ratio measure the background load; 0 keeps each library's default).
@@ -92,11 +94,13 @@ def counted(f, tally: Tally):
     return f_counted
 
 
-def jax_per_call(f, params, x, n: int):
+def jax_per_call(f, params, x, n: int, loop_friendly: bool = True):
     """A function measuring ms per cell evaluation and per VJP in z inside jitted
-    fori_loops of n calls (compiled here, once)."""
+    fori_loops of n calls (compiled here, once). The VJP is the one the implicit adjoint
+    runs: through eq.loop_friendly(f) unless loop_friendly is off."""
     inject = C.conv2d(x, params["w_in"])
     p = params["cell"]
+    f_vjp = eq.loop_friendly(f) if loop_friendly else f
 
     @jax.jit
     def evals(z):
@@ -104,7 +108,7 @@ def jax_per_call(f, params, x, n: int):
 
     @jax.jit
     def vjps(z, u):
-        _, pullback = jax.vjp(lambda v: f(p, inject, v), z)
+        _, pullback = jax.vjp(lambda v: f_vjp(p, inject, v), z)
         return jax.lax.fori_loop(0, n, lambda _, v: 0.5 * pullback(v)[0] + u, u)
 
     z = evals(jnp.zeros_like(inject)).block_until_ready()  # compile; z near equilibrium
@@ -145,7 +149,8 @@ class JaxSide:
         jax.block_until_ready(self.step(self.copy(), self.x, self.y))  # compile on a copy
         self.compile_s = time.perf_counter() - t0
         self.params = self.copy()
-        self.measure_calls = jax_per_call(self.f, self.params0, self.x, percall)
+        self.measure_calls = jax_per_call(self.f, self.params0, self.x, percall,
+                                          opts["loop_friendly"])
         self.seconds, self.loss, self.per_call = [], [], []
 
     def copy(self):
@@ -201,7 +206,8 @@ def run_row(name: str, tol: float, args, weights, npz: str) -> list[dict]:
     steps = args.rounds * args.chunk
     opts = dict(solver="anderson", solver_options={"m": args.m, "lam": args.lam}, tol=tol,
                 stop_mode="rel", max_steps=args.fwd_evals - 1, grad="implicit", b_tol=tol,
-                b_max_steps=args.bwd_vjps - 1, on_backward_failure="ignore")
+                b_max_steps=args.bwd_vjps - 1, on_backward_failure="ignore",
+                loop_friendly=args.loop_friendly)
     settings = dict(f_solver="anderson_rel", b_solver="anderson_rel", f_max_iter=args.fwd_evals,
                     b_max_iter=args.bwd_vjps, f_tol=tol, b_tol=tol, m=args.m, lam=args.lam,
                     threads=args.threads)
@@ -251,6 +257,8 @@ def main() -> None:
     ap.add_argument("--rows", default="fixed,rel", help="fixed (tolerance 0) and/or rel")
     ap.add_argument("--threads", type=int, default=1,
                     help="intra-op threads on both sides (0: each library's default)")
+    ap.add_argument("--no-loop-friendly", dest="loop_friendly", action="store_false",
+                    help="keep JAX's own conv VJP in the adjoint (fixed_point loop_friendly=False)")
     ap.add_argument("--json", default=None, help="also write the rows to this file")
     args = ap.parse_args()
     for conv in args.cells.split(","):
@@ -280,8 +288,10 @@ def main() -> None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             found = eq.check_cell(f, params["cell"], z, z)
+        left = eq.slow_convolutions(eq.loop_friendly(f), params["cell"], z, z)
         print(f"  {conv:9s}: {len(found)} slow conv(s); warned: "
-              f"{any(issubclass(w.category, eq.SlowAdjointWarning) for w in caught)}")
+              f"{any(issubclass(w.category, eq.SlowAdjointWarning) for w in caught)}; "
+              f"{len(left)} left after eq.loop_friendly (what the implicit backward runs)")
 
     rows = []
     for name in rows_wanted:

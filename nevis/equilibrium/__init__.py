@@ -35,6 +35,7 @@ from .layers import (
     conv2d,
     conv_general_dilated,
     group_norm,
+    loop_friendly,
     slow_convolutions,
 )
 from .norms import spectral_norm, spectral_norm_estimate, spectral_norm_init, weight_norm_target
@@ -68,6 +69,7 @@ __all__ = [
     "fixed_budget",
     "fixed_point",
     "group_norm",
+    "loop_friendly",
     "initial_state",
     "jacobian_frobenius",
     "register_init",

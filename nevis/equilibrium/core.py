@@ -9,6 +9,7 @@ import jax
 
 from . import _tree
 from .implicit import forward, implicit, phantom
+from .layers import loop_friendly
 from .options import DEQOptions, resolve
 from .stats import SolverStats
 
@@ -31,6 +32,8 @@ def fixed_point(f: Callable[[PyTree, PyTree, PyTree], PyTree], params: PyTree, x
     out = jax.eval_shape(f, params, x, z0)
     if jax.tree.structure(out) != jax.tree.structure(z0):
         raise ValueError("f(params, x, z) must return a pytree with the structure of z")
+    if opts.loop_friendly:  # f's convolutions run in solver loops, forward and backward
+        f = loop_friendly(f)
     if opts.grad == "implicit":
         return implicit(f, params, x, z0, opts)
     if opts.grad == "phantom":

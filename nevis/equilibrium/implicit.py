@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _tree
+from .layers import loop_friendly
 from .options import DEQOptions
 from .solvers import solve
 from .stats import SolverStats
@@ -86,6 +87,7 @@ def adjoint_stats(f: Callable, params: PyTree, x: PyTree, z_star: PyTree, g: PyT
     from .options import resolve
 
     opts = resolve(options, overrides)
+    f = loop_friendly(f) if opts.loop_friendly else f
     return _adjoint(f, params, x, jax.lax.stop_gradient(z_star), g, opts)[1]
 
 

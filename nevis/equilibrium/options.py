@@ -34,6 +34,13 @@ class DEQOptions:
     callback), "ignore", or "nan" (NaN gradient rows for examples whose adjoint did not
     converge). `backward_callback(stats)` receives the adjoint SolverStats every
     backward pass, for logging.
+
+    `loop_friendly` (default on) runs f with every stride-1 convolution rewritten onto
+    `layers.conv_general_dilated` (`layers.loop_friendly`): channels-last x HWIO with a
+    VJP whose input-gradient is an ordinary HWIO conv. In solver loops (the forward solve,
+    the implicit adjoint, unrolled iterations) XLA:CPU runs JAX's own conv VJP 15-20x and
+    channels-first convs ~10x slower. Same values and gradients up to float rounding
+    (channels-last forward: identical); off keeps f exactly as written.
     """
 
     solver: str | Solver = "anderson"
@@ -52,6 +59,7 @@ class DEQOptions:
     phantom_tau: float = 0.5
     on_backward_failure: str = "warn"
     backward_callback: Callable[[Any], None] | None = None
+    loop_friendly: bool = True
 
     def __post_init__(self) -> None:
         if self.grad not in GRAD_MODES:
