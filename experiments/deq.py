@@ -2,14 +2,23 @@
 
     python -m nevis.run --learner=deq
 
-An explicit ResNet trunk, one equilibrium cell (two 3×3 convolutions, GroupNorm, input
-injection) solved by Anderson acceleration, implicit-function-theorem gradients, a fresh
-model per task; the same step budget as `independent`. Path independence is promoted with
-mixed initialisation (half the batch starts from noise) and a random forward budget per
-batch. Predictions run 1×, 2× and 4× the training budget and report accuracy and asymptotic
-alignment (AA) at each. On the embedded stream this takes about 7 minutes on 2 CPU cores
-(measured 6 min 55 s) and reaches a dev_test stream error of about 0.35, every task above
-chance, mean AA near 1.
+The `independent` learner's ResNet trunk up to its 8×8 stage, a strided 3×3 convolution
+into a 4×4×64 equilibrium state, and one equilibrium cell (a 3×3 convolution, GroupNorm,
+input injection) solved by Anderson acceleration; one-step (Jacobian-free) gradients through
+the equilibrium, learning rate 1e-2, a fresh model per task and the same step budget as
+`independent`. Path independence is promoted with mixed initialisation (half the batch starts
+from noise) and a random forward budget per batch. Predictions run 1×, 2× and 4× the training
+budget and report accuracy and asymptotic alignment (AA) at each.
+
+On the embedded stream (2 CPU cores, {TIME}) it reaches a dev_test stream error of {ERROR}
+at {FLOPS} training FLOPs, against `independent`'s 0.207 at 2.18e12, mean AA {AA}.
+How the defaults were chosen (issue #14; stream error / training FLOPs, one run each): the
+pre-#14 DEQ (two-stage trunk, 8×8×32 two-convolution cell, implicit gradients, learning
+rate 3e-3) 0.351 / 4.40e12; + the ResNet trunk 0.239 / 3.39e12; + one-convolution cell
+0.237 / 2.52e12; + strided-conv injection 0.231 / 2.59e12; + learning rate 1e-2 0.209 /
+2.49e12; + one-step gradients 0.190 / 1.94e12. Every lever tried is a trial of the sweeps
+below (`python -m nevis.sweep --learner=deq --sweep=levers|round_2|round_3|round_4`);
+README, "The DEQ learner", has the table.
 """
 
 from ml_collections import ConfigDict
@@ -21,26 +30,27 @@ def get_config() -> ConfigDict:
     config = independent.get_config()
     config.name = "deq"
     config.model = ConfigDict({  # nevis.models.deq.DEQClassifier's arguments
-        "width": 32,  # channels of the equilibrium state
-        "stem_widths": (16,),  # explicit ResNet stages before the cell (each halves H, W)
+        "width": 64,  # channels of the equilibrium state
+        "stem_widths": (16, 32),  # explicit ResNet stages before the cell (each halves H, W)
         "stem_stride": 2,
         "groups": 8,
         "norm": "group",  # "none" removes the cell's GroupNorm (unstable; for experiments)
         "weight_norm": False,
         "spectral_norm": 0.0,  # > 0: clip each cell kernel's spectral norm to this value
         "init_scale": 1.0,
-        "cell_convs": 2,  # 1: the single-convolution cell (half the cost per iteration)
-        "injection": "block",  # "conv": a strided conv, not a ResNet block, feeds the cell
+        "cell_convs": 1,  # 2: two convolutions per cell evaluation (twice the cost)
+        "injection": "conv",  # "block": a ResNet block, not a strided conv, feeds the cell
     })
     config.image_size = 32
     config.batch_size = 32
     config.eval_batch_size = 128
+    config.optimizer.learning_rate = 1e-2
     # nevis.equilibrium.DEQOptions, passed through under the library's own names.
     config.deq = ConfigDict({
         "solver": "anderson",  # fixed_point | anderson | broyden
         "max_steps": 12,  # the training budget; prediction uses 1x, 2x and 4x of it
         "tol": 1e-2,  # relative residual, per example
-        "grad": "implicit",  # implicit | phantom | one_step | unrolled
+        "grad": "one_step",  # implicit | phantom | one_step | unrolled
         "b_tol": 1e-2,
         "b_max_steps": 12,
         "phantom_steps": 5,
@@ -69,54 +79,72 @@ def get_config() -> ConfigDict:
     return config
 
 
-# Issue #14's levers, one at a time from the defaults above (round 1), on the embedded stream
-# at the full budget. `python -m nevis.sweep --learner=deq --sweep=levers`.
-LEVERS = {
-    "resnet_trunk": {"learner.model.stem_widths": (16, 32), "learner.model.width": 64},
-    "one_step": {"learner.deq.grad": "one_step"},
-    "phantom": {"learner.deq.grad": "phantom"},
-    "batch_64": {"learner.batch_size": 64},
-    "zeros_start": {"learner.init": "zeros", "learner.budget_jitter": 0},
-    "budget_8": {"learner.deq.max_steps": 8, "learner.deq.b_max_steps": 8},
+# Issue #14's search, on the embedded stream at the full step budget, from the DEQ as it was
+# before it (PRE_14); each round builds on the last one's best. Run a round with
+# `python -m nevis.sweep --learner=deq --sweep=NAME`.
+PRE_14 = {
+    "learner.model.width": 32, "learner.model.stem_widths": (16,),
+    "learner.model.cell_convs": 2, "learner.model.injection": "block",
+    "learner.optimizer.learning_rate": 3e-3, "learner.deq.grad": "implicit",
 }
-# Round 2: the ResNet trunk (round 1's clear winner) with the levers that cut its compute.
-RESNET_TRUNK = LEVERS["resnet_trunk"]
-ROUND_2 = {
-    "one_step": {**RESNET_TRUNK, "learner.deq.grad": "one_step"},
-    "one_conv": {**RESNET_TRUNK, "learner.model.cell_convs": 1},
-    "one_conv_one_step": {**RESNET_TRUNK, "learner.model.cell_convs": 1,
-                          "learner.deq.grad": "one_step"},
-    "zeros_start": {**RESNET_TRUNK, **LEVERS["zeros_start"]},
-    "one_conv_one_step_batch_64": {**RESNET_TRUNK, "learner.model.cell_convs": 1,
-                                   "learner.deq.grad": "one_step", "learner.batch_size": 64},
-    "lr_1e-3": {**RESNET_TRUNK, "learner.optimizer.learning_rate": 1e-3},
+RESNET_TRUNK = {"learner.model.stem_widths": (16, 32), "learner.model.width": 64}
+BUDGET_8 = {"learner.deq.max_steps": 8, "learner.deq.b_max_steps": 8}
+ZEROS_START = {"learner.init": "zeros", "learner.budget_jitter": 0}
+ROUNDS = {
+    # 1: one lever at a time.
+    "levers": {
+        "resnet_trunk": RESNET_TRUNK,
+        "one_step": {"learner.deq.grad": "one_step"},
+        "phantom": {"learner.deq.grad": "phantom"},
+        "batch_64": {"learner.batch_size": 64},
+        "zeros_start": ZEROS_START,
+        "budget_8": BUDGET_8,
+    },
+    # 2: the ResNet trunk (round 1's clear winner) with levers that cut its compute.
+    "round_2": {
+        "one_step": {**RESNET_TRUNK, "learner.deq.grad": "one_step"},
+        "one_conv": {**RESNET_TRUNK, "learner.model.cell_convs": 1},
+        "one_conv_one_step": {**RESNET_TRUNK, "learner.model.cell_convs": 1,
+                              "learner.deq.grad": "one_step"},
+        "zeros_start": {**RESNET_TRUNK, **ZEROS_START},
+        "one_conv_one_step_batch_64": {**RESNET_TRUNK, "learner.model.cell_convs": 1,
+                                       "learner.deq.grad": "one_step",
+                                       "learner.batch_size": 64},
+        "lr_1e-3": {**RESNET_TRUNK, "learner.optimizer.learning_rate": 1e-3},
+    },
 }
-# Round 3: the single-convolution cell on the ResNet trunk (round 2), made cheaper still.
 ONE_CONV = {**RESNET_TRUNK, "learner.model.cell_convs": 1}
 CONV_INJECTION = {**ONE_CONV, "learner.model.injection": "conv"}
-BUDGET_8 = {"learner.deq.max_steps": 8, "learner.deq.b_max_steps": 8}
-ROUND_3 = {
+LR_1E_2 = {**CONV_INJECTION, "learner.optimizer.learning_rate": 1e-2}
+# 3: the one-convolution cell, a cheaper injection; round 2's lr 1e-3 hurt, so higher rates.
+ROUNDS["round_3"] = {
     "conv_injection": CONV_INJECTION,
-    "budget_8": {**ONE_CONV, **BUDGET_8},
-    "conv_injection_budget_8": {**CONV_INJECTION, **BUDGET_8},
     "conv_injection_lr_5e-3": {**CONV_INJECTION, "learner.optimizer.learning_rate": 5e-3},
+    "conv_injection_lr_1e-2": LR_1E_2,
+    "conv_injection_budget_8_lr_5e-3": {**CONV_INJECTION, **BUDGET_8,
+                                        "learner.optimizer.learning_rate": 5e-3},
 }
-SWEEPS = ("levers", "round_2", "round_3", "frontier")
+# 4: round 3's best (lr 1e-2) brought to independent's training FLOPs. "one_step" is the
+# default config above.
+ROUNDS["round_4"] = {
+    "budget_8": {**LR_1E_2, **BUDGET_8},
+    "budget_8_adjoint_5": {**LR_1E_2, **BUDGET_8, "learner.deq.b_max_steps": 5},
+    "one_step": {**LR_1E_2, "learner.deq.grad": "one_step"},
+    "budget_8_lr_2e-2": {**LR_1E_2, **BUDGET_8, "learner.optimizer.learning_rate": 2e-2},
+    "block_injection_budget_8": {**ONE_CONV, **BUDGET_8,
+                                 "learner.optimizer.learning_rate": 1e-2},
+}
+SWEEPS = (*ROUNDS, "frontier")
 
 
 def get_sweep(name: str = "") -> dict:
-    """A sweep of this learner by name (see the comments above each)."""
-    name = name or "levers"
-    if name == "levers":
-        return {"description": "issue #14 levers, one at a time",
-                "trials": list(LEVERS.values())}
-    if name == "round_2":
-        return {"description": "issue #14 round 2: ResNet trunk + compute levers",
-                "trials": list(ROUND_2.values())}
-    if name == "frontier":  # the same budgets as independent's `frontier`
+    """A sweep of this learner by name: `frontier` (the default: this config at 1/4, 1/2, 1
+    and 2 times the step budget, as `independent`'s `frontier`) or a round of issue #14."""
+    name = name or "frontier"
+    if name == "frontier":
         return {"description": "the step budget x 1/4, 1/2, 1, 2: error against FLOPs",
                 "trials": independent.frontier_trials(get_config())}
-    if name == "round_3":
-        return {"description": "issue #14 round 3: one-convolution cell, cheaper still",
-                "trials": list(ROUND_3.values())}
+    if name in ROUNDS:
+        return {"description": f"issue #14 search, {name}",
+                "trials": [{**PRE_14, **levers} for levers in ROUNDS[name].values()]}
     raise ValueError(f"unknown sweep {name!r}; valid choices: {', '.join(SWEEPS)}.")

@@ -92,18 +92,26 @@ def explicit_macs(convs: list[int], head: int) -> dict[str, float]:
 
 
 def deq_macs(model, size: int, num_classes: int) -> dict[str, float]:
-    """Per-example multiply-adds of the DEQ's parts."""
+    """Per-example multiply-adds of the DEQ's parts (a cell of one or two convolutions)."""
     convs, s = resnet_convs(model.trunk, size)
     width = model.cell.v1.shape[-1]
-    _, c = _conv(s, model.cell.v1.shape[0], 1, width, width)  # each of the cell's two convs
+    if hasattr(model, "injection"):  # strided conv from the trunk into the cell
+        s, m = _conv(s, model.injection.kernel_size[0], _stride(model.injection),
+                     model.injection.in_features, width)
+        convs.append(m)
+    _, c = _conv(s, model.cell.v1.shape[0], 1, width, width)  # each of the cell's convs
+    n = model.cell.convs
     d = s * s * width
     head = width * num_classes
     # `nevis.equilibrium.conv2d` forms a kernel gradient as one matrix product per kernel
     # offset over the zero-padded input: every tap, padding included.
     kernel_grad = model.cell.v1.shape[0] ** 2 * d * width
     return {
-        "stem": explicit_macs(convs, 0), "conv": c, "cell": 2 * c, "head": head,
+        "stem": explicit_macs(convs, 0), "conv": c, "cell": n * c, "head": head,
         "kernel_grad": kernel_grad,
+        # A VJP through f at fixed z: every kernel's gradient, and the input gradient of
+        # each conv after the first (its input depends on the kernels before it).
+        "param_vjp": n * kernel_grad + (n - 1) * c,
         # Anderson: an m×m Gram matrix of residuals and an m-term mix of f values per step.
         "mixing": (ANDERSON_M ** 2 + ANDERSON_M) * d,
     }
@@ -112,24 +120,24 @@ def deq_macs(model, size: int, num_classes: int) -> dict[str, float]:
 def deq_train_macs(p: dict, grad: str, kf: int, kb: int, phantom_steps: int) -> float:
     """Per-example multiply-adds of one DEQ training step (f evaluations and their VJPs).
 
-    VJP of f: a kernel gradient for both convs, input gradients for those whose input needs a
-    gradient (the second always; the first only when z itself is differentiated).
+    VJP of f: a kernel gradient for every conv, input gradients for those whose input needs a
+    gradient (all but the first always; the first only when z itself is differentiated).
     """
-    c, cell, mix, dk = p["conv"], p["cell"], p["mixing"], p["kernel_grad"]
+    c, cell, mix, param_vjp = p["conv"], p["cell"], p["mixing"], p["param_vjp"]
     total = p["stem"]["forward"] + p["stem"]["backward"] + 3 * p["head"]
     total += (kf + 1) * cell + kf * mix  # forward solve: f(z0), then kf iterations
     if grad == "implicit":
         total += cell + (kb + 1) * cell + kb * mix  # linearise at z*, adjoint: VJPs in z only
-        total += cell + 2 * dk + c  # VJP in (params, x) at z*: both kernels, 2nd conv's input
+        total += cell + param_vjp  # VJP in (params, x) at z*
     elif grad in ("phantom", "one_step"):
         k = phantom_steps if grad == "phantom" else 1
         # k differentiable steps; the first starts from the detached z* (no input gradient
         # for its first conv).
-        total += k * cell + k * (2 * dk + c) + (k - 1) * c
+        total += k * cell + k * param_vjp + (k - 1) * c
     elif grad == "unrolled":
-        total += 2 * dk + c  # VJP of f(z0): z0 is random, not differentiated
+        total += param_vjp  # VJP of f(z0): z0 is random, not differentiated
         # each iteration's VJP in z, in the solver history (Gram and mix) and in the kernels
-        total += kf * (2 * dk + cell + 2 * mix)
+        total += kf * (param_vjp + c + 2 * mix)
     return total
 
 
@@ -167,10 +175,17 @@ def _jacreg_config():
     return config
 
 
+def _two_conv_block_config():
+    """The other cell and injection (two convolutions, a ResNet block into the cell)."""
+    config = deq_config(grad="phantom")
+    config.model.cell_convs, config.model.injection = 2, "block"
+    return config
+
+
 # name: (config, task). shapes_multilabel: the DEQ also trains on a multi-label task.
 RUNS = {
     "implicit": (lambda: deq_config(grad="implicit"), "shapes_multilabel"),
-    "phantom": (lambda: deq_config(grad="phantom"), "shapes_multilabel"),
+    "phantom": (_two_conv_block_config, "shapes_multilabel"),
     "one_step_jacobian_reg": (_jacreg_config, "shapes_multilabel"),
     "unrolled": (lambda: deq_config(grad="unrolled"), "shapes_multilabel"),
     "resnet": (lambda: _small(learner_config("independent")), "uci_digits"),

@@ -249,10 +249,10 @@ def test_bad_sweeps_fail_fast_with_the_fix(tmp_path):
         file.write_text(f"def get_sweep():\n    return {raw}\n")
         with pytest.raises(SweepError, match=message.replace("(", r"\(").replace(")", r"\)")):
             spec_lib.load_spec("independent", str(file), base)
-    with pytest.raises(SweepError, match="valid choices: lr, lr_smoothing"):
+    with pytest.raises(SweepError, match="valid choices: lr, lr_smoothing, frontier"):
         spec_lib.load_spec("independent", "nope", base)
     with pytest.raises(SweepError, match="defines no get_sweep"):
-        spec_lib.load_spec("deq", "", base)
+        spec_lib.load_spec("example", "", base)
     with pytest.raises(SweepError, match="batch_size=abc"):
         driver.check_config_flags(base, ["--config.learner.batch_size=abc"])
     driver.check_config_flags(base, ["--config.learner.batch_size=8"])
