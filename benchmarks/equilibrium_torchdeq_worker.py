@@ -96,8 +96,12 @@ class _CountVJP(torch.autograd.Function):
         return g, None
 
 
-class Model(torch.nn.Module):
-    def __init__(self, w: dict[str, np.ndarray], s: dict):
+class Cell(torch.nn.Module):
+    """The benchmark cell z -> GroupNorm(relu(conv3x3(z) + inject)) from the .npz weights,
+    counting its evaluations (and, through _CountVJP, the VJPs through it). Shared with
+    benchmarks/equilibrium_solver_steps_torch.py so both torch benchmarks run one cell."""
+
+    def __init__(self, w: dict[str, np.ndarray]):
         super().__init__()
 
         def conv(k):  # HWIO -> OIHW
@@ -110,6 +114,22 @@ class Model(torch.nn.Module):
         with torch.no_grad():
             self.gn.weight.copy_(torch.from_numpy(w["gn_scale"]))
             self.gn.bias.copy_(torch.from_numpy(w["gn_bias"]))
+        self.count = {"f": 0, "vjp": 0}
+
+    def injection(self, x: torch.Tensor) -> torch.Tensor:
+        """conv3x3(image), computed once per step outside the solve."""
+        return F.conv2d(x, self.w_in, padding=1)
+
+    def cell(self, z: torch.Tensor, inject: torch.Tensor) -> torch.Tensor:
+        self.count["f"] += 1
+        return _CountVJP.apply(self.gn(F.relu(F.conv2d(z, self.w, padding=1) + inject)),
+                               self.count)
+
+
+class Model(Cell):
+    def __init__(self, w: dict[str, np.ndarray], s: dict):
+        super().__init__(w)
+        ch = w["w"].shape[-1]
         self.head = torch.nn.Linear(ch, w["head_w"].shape[1])
         with torch.no_grad():
             self.head.weight.copy_(torch.from_numpy(w["head_w"].T.copy()))
@@ -119,15 +139,9 @@ class Model(torch.nn.Module):
                            f_tol=s["f_tol"], b_tol=s["b_tol"], f_stop_mode="rel",
                            b_stop_mode="rel", ift=True)
         self.solver_kwargs = {"m": s["m"], "lam": s["lam"]}
-        self.count = {"f": 0, "vjp": 0}
-
-    def cell(self, z, inject):
-        self.count["f"] += 1
-        return _CountVJP.apply(self.gn(F.relu(F.conv2d(z, self.w, padding=1) + inject)),
-                               self.count)
 
     def forward(self, x):
-        inject = F.conv2d(x, self.w_in, padding=1)
+        inject = self.injection(x)
         z0 = torch.zeros_like(inject)
         z_out, info = self.deq(lambda z: self.cell(z, inject), z0,
                                solver_kwargs=self.solver_kwargs)
@@ -138,7 +152,7 @@ def per_call(model: Model, x: torch.Tensor, n: int) -> dict[str, float]:
     """ms per cell evaluation (no grad, as the forward solver) and per VJP in z (as the
     adjoint solver: autograd.grad through one recorded evaluation), each over n calls."""
     with torch.no_grad():
-        inject = F.conv2d(x, model.w_in, padding=1)
+        inject = model.injection(x)
     z = torch.zeros_like(inject)
     with torch.no_grad():
         for _ in range(2):
