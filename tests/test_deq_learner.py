@@ -133,15 +133,16 @@ def _chance_error(key: str) -> float:
 
 
 def test_default_deq_learns_every_embedded_task_above_chance(tmp_path, data_dir):
-    """The default `deq` config (model, solver, gradients as shipped), only shortened to 60
-    steps per task: every embedded task ends clearly below its chance error."""
+    """The default `deq` config (model, solver, gradients as shipped), only shortened to 200
+    steps per task: every embedded task ends clearly below its chance error. (64-class
+    glyphs_many is the slow one: at 60 steps it is still at chance, 0.979 vs 0.984.)"""
     from nevis.data.embedded import EMBEDDED_TASKS, prepare_embedded
 
     for spec in EMBEDDED_TASKS:
         prepare_embedded(spec, data_dir, progress=False)
     run_cli(f"--workdir={tmp_path}", f"--data_dir={data_dir}", "--noprogress", "--learner=deq",
-            "--config.learner.min_steps=60", "--config.learner.max_steps=60",
-            "--config.learner.eval_every=30")
+            "--config.learner.min_steps=200", "--config.learner.max_steps=200",
+            "--config.learner.eval_every=100")
     records = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     errors = {r["task"]: r["metrics"]["error"] for r in records
               if r["event"] == "predict" and not r["final"]}
