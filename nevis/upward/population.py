@@ -38,6 +38,7 @@ STREAM_INTERVENTIONS: dict[str, tuple[str, ...]] = {
     "deq_jacobian_reg": ("--learner=deq", "--config.learner.jacobian_reg.weight=0.5"),
     "deq_no_norm": ("--learner=deq", "--config.learner.model.norm=none"),
     "deq_phantom": ("--learner=deq", "--config.learner.deq.grad=phantom"),
+    "deq_implicit": ("--learner=deq", "--config.learner.deq.grad=implicit"),  # default: one-step
     "deq_unrolled": ("--learner=deq", "--config.learner.deq.grad=unrolled",
                      "--config.learner.budget_jitter=0"),
     "deq_tiny_budget": ("--learner=deq", "--config.learner.max_steps=30",
