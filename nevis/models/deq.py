@@ -102,7 +102,8 @@ class DEQClassifier(nnx.Module):
     `injection` says how the trunk reaches the cell's width and resolution: "block" ends the
     trunk with a full ResNet block at the cell's width (widths = stem_widths + (width,));
     "conv" ends it at stem_widths[-1] and maps to the cell with one strided 3×3 convolution
-    and GroupNorm, so the cell itself does that stage's work (a cheaper trunk).
+    and GroupNorm, so the cell itself does that stage's work (a lighter trunk; on the embedded
+    stream the cell then runs more iterations, so the training FLOPs came out about equal).
     """
 
     def __init__(self, *, width: int, stem_widths: tuple[int, ...], stem_stride: int,
